@@ -1,0 +1,65 @@
+"""Gymnasium environments: ``ArmEnv`` over any ``Robot``, task definitions and registration.
+
+``import robot_rl`` registers ``RobotRL/ArmReach-v0``, ``RobotRL/ArmPush-v0``,
+``RobotRL/ArmPickCube-v0`` and ``RobotRL/ArmPegInsert-v0``::
+
+    env = gymnasium.make("RobotRL/ArmPickCube-v0", reward_type="sparse", images=True)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+import gymnasium as gym
+
+from robot_rl.config import deep_merge
+from robot_rl.envs.arm_env import ArmEnv, NonFiniteStateError, make_robot
+from robot_rl.envs.config import ENV_IDS, TASKS, EnvConfig, load_env_config
+from robot_rl.envs.wrappers import FlattenState
+from robot_rl.robot import Robot
+
+
+def make_arm_env(
+    task: str,
+    config: EnvConfig | str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    reward_type: str | None = None,
+    images: bool | None = None,
+    action_mode: str | None = None,
+    robot: Robot | None = None,
+    render_mode: str | None = None,
+) -> gym.Env:
+    """Entry point behind every registered id; returns ``TimeLimit(ArmEnv)``.
+
+    ``config`` is an :class:`EnvConfig` or a YAML path layered over the task's defaults;
+    ``overrides`` is a nested dict (``{"control": {"use_yaw": True}}``); ``reward_type``,
+    ``images`` and ``action_mode`` are shortcuts for the most common overrides.
+    """
+    shortcuts: dict[str, Any] = {}
+    if reward_type is not None:
+        shortcuts = deep_merge(shortcuts, {"task": {"reward_type": reward_type}})
+    if images is not None:
+        shortcuts = deep_merge(shortcuts, {"observation": {"images": images}})
+    if action_mode is not None:
+        shortcuts = deep_merge(shortcuts, {"control": {"action_mode": action_mode}})
+    merged = deep_merge(shortcuts, overrides or {})
+    if isinstance(config, EnvConfig):
+        from robot_rl.config import from_dict, to_dict
+
+        env_config = from_dict(EnvConfig, deep_merge(to_dict(config), merged), "overrides")
+    else:
+        env_config = load_env_config(task, config, deep_merge(merged, {"task": {"name": task}}))
+    env = ArmEnv(env_config, robot=robot, render_mode=render_mode)
+    return gym.wrappers.TimeLimit(env, max_episode_steps=env_config.task.max_episode_steps)
+
+
+def register_envs() -> None:
+    for task, env_id in ENV_IDS.items():
+        if env_id not in gym.registry:
+            gym.register(env_id, entry_point="robot_rl.envs:make_arm_env", kwargs={"task": task},
+                         disable_env_checker=False)
+
+
+__all__ = ["ArmEnv", "EnvConfig", "FlattenState", "NonFiniteStateError", "ENV_IDS", "TASKS",
+           "load_env_config", "make_arm_env", "make_robot", "register_envs"]

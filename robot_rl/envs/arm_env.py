@@ -1,0 +1,166 @@
+"""``ArmEnv``: a gymnasium environment over any :class:`~robot_rl.robot.Robot`.
+
+ArmEnv = robot + task + command limits + control rate. It never imports MuJoCo or ROS: the
+robot is built by :func:`make_robot` (lazily importing the simulator) or passed in.
+
+Action (``ee_delta``, default): ``[dx, dy, dz, (dyaw,) gripper]`` in ``[-1, 1]``. The tool target
+is the current tool position plus ``position_scale · (dx, dy, dz)``, clipped to the workspace
+box; the tool points down, with yaw (rad about world z) changed by ``yaw_scale · dyaw``.
+``gripper`` −1 opens fully, +1 closes fully (an absolute width command).
+Action (``joint_delta``): 7 joint-position deltas scaled by ``joint_scale`` rad, then gripper.
+
+Observation: a ``Dict`` of float32 vectors (``joint_pos``, ``joint_vel``, ``ee_pos``,
+``ee_quat`` (w, x, y, z), ``gripper_width`` and the task's keys) plus ``image_<camera>``
+uint8 (H, W, 3) arrays when ``observation.images`` is on. ``FlattenState`` turns the vectors
+into one vector for learners that want it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from robot_rl.envs.config import EnvConfig
+from robot_rl.envs.tasks import make_task
+from robot_rl.geometry import top_down_quat, wrap_angle, yaw_of_top_down
+from robot_rl.robot import EndEffectorCommand, JointCommand, Robot, RobotState
+
+
+class NonFiniteStateError(RuntimeError):
+    """The robot reported NaN/inf (sensor fault or simulation blow-up)."""
+
+
+def make_robot(config: EnvConfig) -> Robot:
+    """Build the robot named by ``config.robot.kind`` for ``config.task``."""
+    if config.robot.kind == "sim":
+        from robot_rl.sim import SimArm  # MuJoCo is imported only when a simulated arm is wanted
+
+        obs = config.observation
+        cameras = {cam: (obs.image_height, obs.image_width) for cam in obs.cameras} if obs.images else {}
+        workspace = (np.array(config.control.workspace_low), np.array(config.control.workspace_high))
+        return SimArm(scene=config.task.name, config=config.robot.sim, cameras=cameras, workspace=workspace)
+    raise ValueError(f"unknown robot kind {config.robot.kind!r}")
+
+
+class ArmEnv(gym.Env):
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
+
+    def __init__(self, config: EnvConfig, robot: Robot | None = None, render_mode: str | None = None) -> None:
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        self.config = config
+        self.render_mode = render_mode
+        self.robot = robot if robot is not None else make_robot(config)
+        self.task = make_task(config.task)
+        self.metadata = {**self.metadata, "render_fps": config.control.control_hz}
+        control = config.control
+        self._workspace_low = np.array(control.workspace_low)
+        self._workspace_high = np.array(control.workspace_high)
+        spec = self.robot.spec
+        if control.action_mode == "ee_delta":
+            n_action = 3 + int(control.use_yaw) + 1
+        else:
+            n_action = spec.n_joints + 1
+        self.action_space = spaces.Box(-1.0, 1.0, shape=(n_action,), dtype=np.float32)
+        n = spec.n_joints
+        vectors: dict[str, spaces.Space] = {
+            "joint_pos": spaces.Box(spec.joint_lower.astype(np.float32), spec.joint_upper.astype(np.float32)),
+            "joint_vel": spaces.Box(-np.inf, np.inf, shape=(n,), dtype=np.float32),
+            "ee_pos": spaces.Box(-np.inf, np.inf, shape=(3,), dtype=np.float32),
+            "ee_quat": spaces.Box(-1.0, 1.0, shape=(4,), dtype=np.float32),
+            "gripper_width": spaces.Box(0.0, spec.gripper_max_width, shape=(1,), dtype=np.float32),
+        }
+        vectors.update(self.task.observation_space())
+        obs_cfg = config.observation
+        if obs_cfg.images:
+            for cam in obs_cfg.cameras:
+                vectors[f"image_{cam}"] = spaces.Box(0, 255, shape=(obs_cfg.image_height, obs_cfg.image_width, 3), dtype=np.uint8)
+        self.observation_space = spaces.Dict(vectors)
+        self._yaw_target = 0.0
+        self._state: RobotState | None = None
+        self._steps = 0
+
+    @property
+    def dt(self) -> float:
+        """Control period in seconds (gymnasium convention)."""
+        return 1.0 / self.config.control.control_hz
+
+    # ------------------------------------------------------------------ gymnasium API
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        request = self.task.sample_reset(self.np_random, self.robot.spec.home, self.config.robot.home_noise)
+        self._state = self._checked(self.robot.reset(request))
+        self._yaw_target = yaw_of_top_down(self._state.ee_quat) if self.config.control.use_yaw else 0.0
+        self._steps = 0
+        _, success = self.task.progress(self._state)
+        return self._observe(self._state), {"is_success": success}
+
+    def step(self, action):
+        if self._state is None:
+            raise gym.error.ResetNeeded("call reset() before step()")
+        action = np.asarray(action, dtype=np.float64)
+        if action.shape != self.action_space.shape:
+            raise ValueError(f"action must have shape {self.action_space.shape}, got {action.shape}")
+        if not np.all(np.isfinite(action)):
+            raise ValueError(f"non-finite action at step {self._steps}: {action}")
+        action = np.clip(action, -1.0, 1.0)
+        self.robot.command(self._command_from(action))
+        self._state = self._checked(self.robot.advance(self.dt))
+        self._steps += 1
+        reward, success = self.task.reward(self._state)
+        terminated = bool(success and self.config.task.terminate_on_success)
+        return self._observe(self._state), reward, terminated, False, {"is_success": success}
+
+    def render(self):
+        if self.render_mode != "rgb_array":
+            return None
+        obs = self.config.observation
+        return self.robot.render("scene", obs.render_height, obs.render_width)
+
+    def close(self):
+        self.robot.close()
+
+    # ------------------------------------------------------------------ internals
+    def _command_from(self, action: np.ndarray):
+        control = self.config.control
+        spec = self.robot.spec
+        gripper_width = float((1.0 - action[-1]) / 2.0 * spec.gripper_max_width)
+        state = self._state
+        if control.action_mode == "joint_delta":
+            target = np.clip(state.joint_pos + control.joint_scale * action[:-1], spec.joint_lower, spec.joint_upper)
+            return JointCommand(target, gripper_width)
+        position = np.clip(state.ee_pos + control.position_scale * action[:3], self._workspace_low, self._workspace_high)
+        if control.use_yaw:
+            measured = yaw_of_top_down(state.ee_quat)
+            self._yaw_target = float(np.clip(wrap_angle(measured + control.yaw_scale * action[3]),
+                                             -control.yaw_limit, control.yaw_limit))
+        return EndEffectorCommand(position, top_down_quat(self._yaw_target), gripper_width)
+
+    def _checked(self, state: RobotState) -> RobotState:
+        arrays = [state.joint_pos, state.joint_vel, state.ee_pos, state.ee_quat, [state.gripper_width],
+                  *state.objects.values()]
+        for values in arrays:
+            if not np.all(np.isfinite(values)):
+                self.robot.stop()
+                raise NonFiniteStateError(
+                    f"robot state is not finite at step {self._steps} (t={state.timestamp:.3f}s): "
+                    f"joint_pos={state.joint_pos}, ee_pos={state.ee_pos}; the arm was told to hold position"
+                )
+        return state
+
+    def _observe(self, state: RobotState) -> dict[str, np.ndarray]:
+        obs = {
+            "joint_pos": np.clip(state.joint_pos, self.robot.spec.joint_lower, self.robot.spec.joint_upper).astype(np.float32),
+            "joint_vel": state.joint_vel.astype(np.float32),
+            "ee_pos": state.ee_pos.astype(np.float32),
+            "ee_quat": state.ee_quat.astype(np.float32),
+            "gripper_width": np.array([state.gripper_width], dtype=np.float32).clip(0.0, self.robot.spec.gripper_max_width),
+        }
+        obs.update(self.task.observe(state))
+        if self.config.observation.images:
+            for cam in self.config.observation.cameras:
+                obs[f"image_{cam}"] = state.images[cam]
+        return obs

@@ -1,0 +1,117 @@
+"""Environment configuration: what a task YAML under ``robot_rl/configs/tasks`` may contain.
+
+Load with :func:`load_env_config`, which layers built-in defaults, the task's YAML, an optional
+user YAML and ``--set``-style overrides, and reports unknown keys or wrong types with the key
+and the file they came from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+from robot_rl.config import ConfigError, deep_merge, from_dict, read_yaml
+
+TASKS = ("reach", "push", "pick", "peg")
+ENV_IDS = {
+    "reach": "RobotRL/ArmReach-v0",
+    "push": "RobotRL/ArmPush-v0",
+    "pick": "RobotRL/ArmPickCube-v0",
+    "peg": "RobotRL/ArmPegInsert-v0",
+}
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    name: Literal["reach", "push", "pick", "peg"] = "reach"
+    reward_type: Literal["dense", "sparse"] = "dense"
+    max_episode_steps: int = 50
+    terminate_on_success: bool = False
+    success_threshold: float = 0.02  # m; meaning per task (see robot_rl.envs.tasks)
+
+
+@dataclass(frozen=True)
+class ControlConfig:
+    control_hz: float = 10.0  # policy rate; env.unwrapped.dt = 1 / control_hz
+    action_mode: Literal["ee_delta", "joint_delta"] = "ee_delta"
+    use_yaw: bool = False  # ee_delta: add a yaw-rate action dimension
+    position_scale: float = 0.03  # m of tool motion per step at action 1
+    yaw_scale: float = 0.25  # rad per step at action 1
+    yaw_limit: float = 1.57  # |yaw| of the tool target, rad
+    joint_scale: float = 0.1  # rad per step at action 1 (joint_delta)
+    workspace_low: tuple[float, float, float] = (0.25, -0.35, 0.005)
+    workspace_high: tuple[float, float, float] = (0.75, 0.35, 0.45)
+
+    def __post_init__(self) -> None:
+        if self.control_hz <= 0:
+            raise ConfigError(f"control_hz: must be positive, got {self.control_hz}")
+        if any(lo >= hi for lo, hi in zip(self.workspace_low, self.workspace_high)):
+            raise ConfigError(f"workspace_low must be below workspace_high on every axis, got "
+                              f"{self.workspace_low} and {self.workspace_high}")
+
+
+@dataclass(frozen=True)
+class ObservationConfig:
+    images: bool = False
+    cameras: tuple[str, ...] = ("scene", "wrist")
+    image_height: int = 128
+    image_width: int = 128
+    render_height: int = 360  # env.render() frames
+    render_width: int = 480
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """Physics settings of the simulated arm."""
+
+    timestep: float = 0.002  # s; the inner controller runs at every physics step (500 Hz)
+    wall_hz: float = 100.0  # workspace-wall checks per second under joint commands
+    settle_time: float = 0.3  # s of physics after a reset, so objects come to rest
+
+
+@dataclass(frozen=True)
+class RobotConfig:
+    kind: Literal["sim"] = "sim"
+    home_noise: float = 0.02  # rad, uniform noise on the home posture at reset
+    sim: SimConfig = field(default_factory=SimConfig)
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    task: TaskConfig = field(default_factory=TaskConfig)
+    control: ControlConfig = field(default_factory=ControlConfig)
+    observation: ObservationConfig = field(default_factory=ObservationConfig)
+    robot: RobotConfig = field(default_factory=RobotConfig)
+
+
+def task_config_path(task: str) -> Path:
+    if task not in TASKS:
+        raise ConfigError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+    return Path(str(resources.files("robot_rl") / "configs" / "tasks" / f"{task}.yaml"))
+
+
+def load_env_config(
+    task: str | None = None,
+    path: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> EnvConfig:
+    """Defaults ← ``tasks/<task>.yaml`` ← ``path`` ← ``overrides`` (nested dicts).
+
+    The task is taken from ``task``, else from ``task.name`` in the user file or overrides.
+    """
+    user = read_yaml(path) if path is not None else {}
+    overrides = dict(overrides or {})
+    name = task or overrides.get("task", {}).get("name") or user.get("task", {}).get("name") or "reach"
+    layers = [(str(task_config_path(name)), read_yaml(task_config_path(name)))]
+    if path is not None:
+        layers.append((str(path), user))
+    if overrides:
+        layers.append(("overrides", overrides))
+    merged: dict[str, Any] = {}
+    for source, layer in layers:
+        from_dict(EnvConfig, deep_merge(merged, layer), source)  # validate each layer where it enters
+        merged = deep_merge(merged, layer)
+    merged = deep_merge(merged, {"task": {"name": name}})
+    return from_dict(EnvConfig, merged, layers[-1][0])
