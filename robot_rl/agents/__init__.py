@@ -1,0 +1,19 @@
+"""Off-policy learners behind one interface (act / update / state_dict)."""
+
+from __future__ import annotations
+
+from gymnasium import spaces
+
+from robot_rl.agents.base import OffPolicyAgent, TransitionBatch
+from robot_rl.agents.config import AgentConfig
+from robot_rl.agents.sac import SAC
+from robot_rl.agents.td3 import DDPG, TD3
+
+AGENTS: dict[str, type[OffPolicyAgent]] = {"sac": SAC, "td3": TD3, "ddpg": DDPG}
+
+
+def make_agent(observation_space: spaces.Space, action_space: spaces.Box, config: AgentConfig) -> OffPolicyAgent:
+    return AGENTS[config.algo](observation_space, action_space, config)
+
+
+__all__ = ["AGENTS", "AgentConfig", "DDPG", "OffPolicyAgent", "SAC", "TD3", "TransitionBatch", "make_agent"]

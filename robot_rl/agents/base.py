@@ -1,0 +1,128 @@
+"""The common agent interface and pieces every off-policy learner shares."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, Mapping, Protocol
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from torch import nn
+
+from robot_rl.agents.config import AgentConfig
+from robot_rl.agents.networks import EnsembleQ
+
+
+class TransitionBatch(Protocol):
+    """What learners consume (``robot_rl.data.replay.Batch`` satisfies it).
+
+    ``reward`` is the (n-step) discounted reward sum and ``discount`` the factor that multiplies
+    the bootstrap value: γ^n · (1 − terminated). Tensors are batch-first.
+    """
+
+    obs: Mapping[str, torch.Tensor]
+    action: torch.Tensor
+    reward: torch.Tensor
+    next_obs: Mapping[str, torch.Tensor]
+    discount: torch.Tensor
+
+
+class ObservationEncoder(nn.Module):
+    """Concatenate the vector entries of a ``Dict`` observation (sorted keys, images skipped),
+    the same layout as :class:`robot_rl.envs.FlattenState`."""
+
+    def __init__(self, observation_space: spaces.Space) -> None:
+        super().__init__()
+        if isinstance(observation_space, spaces.Dict):
+            self.keys = sorted(k for k in observation_space.spaces if not k.startswith("image_"))
+            self.dim = int(sum(np.prod(observation_space[k].shape) for k in self.keys))
+        elif isinstance(observation_space, spaces.Box):
+            self.keys = []
+            self.dim = int(np.prod(observation_space.shape))
+        else:
+            raise TypeError(f"unsupported observation space {observation_space}")
+
+    def forward(self, obs: Mapping[str, torch.Tensor] | torch.Tensor) -> torch.Tensor:
+        if not self.keys:
+            return obs.flatten(1)
+        return torch.cat([obs[k].flatten(1) for k in self.keys], dim=-1)
+
+    def batch_from_numpy(self, obs: Mapping[str, np.ndarray] | np.ndarray, device: torch.device) -> torch.Tensor:
+        """One unbatched observation → ``(1, dim)`` float tensor."""
+        if not self.keys:
+            return torch.as_tensor(np.asarray(obs, dtype=np.float32), device=device).reshape(1, -1)
+        flat = np.concatenate([np.asarray(obs[k], dtype=np.float32).ravel() for k in self.keys])
+        return torch.as_tensor(flat, device=device).unsqueeze(0)
+
+
+@torch.no_grad()
+def polyak_update(target: nn.Module, online: nn.Module, tau: float) -> None:
+    """θ_target ← (1 − τ) θ_target + τ θ_online, as one fused op over all parameters."""
+    torch._foreach_lerp_(list(target.parameters()), list(online.parameters()), tau)
+
+
+def subset_min(q_values: torch.Tensor, subset_size: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """min over a random subset of M ensemble members: ``(E, B)`` → ``(B,)`` (REDQ target)."""
+    ensemble_size = q_values.shape[0]
+    if subset_size == ensemble_size:
+        return q_values.min(dim=0).values
+    members = torch.randperm(ensemble_size, generator=generator, device="cpu")[:subset_size]
+    return q_values[members.to(q_values.device)].min(dim=0).values
+
+
+class OffPolicyAgent(ABC):
+    """act / update / state_dict: all the training loop, evaluation and checkpoints rely on."""
+
+    def __init__(self, observation_space: spaces.Space, action_space: spaces.Box, config: AgentConfig) -> None:
+        if not isinstance(action_space, spaces.Box) or not np.allclose(np.abs(action_space.low), 1) \
+                or not np.allclose(action_space.high, 1):
+            raise ValueError(f"agents expect a Box action space in [-1, 1], got {action_space}")
+        self.config = config
+        self.device = torch.device(config.device)
+        self.encoder = ObservationEncoder(observation_space)
+        self.obs_dim = self.encoder.dim
+        self.action_dim = int(np.prod(action_space.shape))
+        self.critic = EnsembleQ(config.ensemble_size, self.obs_dim, self.action_dim, config.hidden_sizes,
+                                config.layer_norm, config.dropout).to(self.device)
+        self.critic_target = EnsembleQ(config.ensemble_size, self.obs_dim, self.action_dim, config.hidden_sizes,
+                                       config.layer_norm, config.dropout).to(self.device)
+        self.critic_target.load_state_dict(self.critic.state_dict())
+        self.critic_target.requires_grad_(False)
+        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr)
+        self.updates = 0  # critic gradient steps taken
+
+    @abstractmethod
+    def act(self, obs: Mapping[str, np.ndarray] | np.ndarray, deterministic: bool = False) -> np.ndarray:
+        """Action in [-1, 1] for one observation (exploration unless ``deterministic``)."""
+
+    @abstractmethod
+    def update(self, batch: TransitionBatch) -> dict[str, float]:
+        """One gradient step on the critics (and, on schedule, the actor); returns metrics."""
+
+    def actor_q(self, q_values: torch.Tensor) -> torch.Tensor:
+        """Reduce ``(E, B)`` critic values for the actor objective: min (clipped double-Q) or
+        mean (REDQ; the min of many critics is too pessimistic for the policy gradient)."""
+        mode = self.config.actor_q
+        if mode == "auto":
+            mode = "min" if self.config.ensemble_size <= 2 else "mean"
+        return q_values.min(dim=0).values if mode == "min" else q_values.mean(dim=0)
+
+    def critic_loss(self, batch: TransitionBatch, target: torch.Tensor) -> torch.Tensor:
+        """Σ_i mean_b (Q_i(s, a) − y)²: every member regresses on the same target."""
+        q_values = self.critic(self.encoder(batch.obs), batch.action)
+        return ((q_values - target.unsqueeze(0)) ** 2).mean(dim=1).sum()
+
+    def _modules(self) -> dict[str, Any]:
+        """Everything with a state_dict, by name (extended by subclasses)."""
+        return {"critic": self.critic, "critic_target": self.critic_target, "critic_optimizer": self.critic_optimizer}
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {name: module.state_dict() for name, module in self._modules().items()}
+        state["updates"] = self.updates
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        for name, module in self._modules().items():
+            module.load_state_dict(state[name])
+        self.updates = int(state["updates"])

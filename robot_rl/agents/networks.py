@@ -1,0 +1,118 @@
+"""Neural network building blocks: vectorised critic ensembles and actors.
+
+An ensemble of N critics is *one* module whose weights carry a leading ensemble dimension;
+a forward pass is a handful of batched matmuls, whatever N is. Shapes: ``E`` ensemble size,
+``B`` batch, features last.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+
+
+class EnsembleLinear(nn.Module):
+    """E independent affine maps applied in one batched matmul.
+
+    Input ``(B, in)`` (shared by all members) or ``(E, B, in)``; output ``(E, B, out)``.
+    """
+
+    def __init__(self, ensemble_size: int, in_features: int, out_features: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(ensemble_size, in_features, out_features))
+        self.bias = nn.Parameter(torch.empty(ensemble_size, 1, out_features))
+        bound = 1.0 / math.sqrt(in_features)
+        # Same distribution as nn.Linear's default init, drawn independently per member.
+        nn.init.uniform_(self.weight, -bound, bound)
+        nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 2:
+            return torch.matmul(x, self.weight) + self.bias
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+class EnsembleLayerNorm(nn.Module):
+    """LayerNorm over features with a separate gain and bias per ensemble member."""
+
+    def __init__(self, ensemble_size: int, features: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(ensemble_size, 1, features))
+        self.bias = nn.Parameter(torch.zeros(ensemble_size, 1, features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(x, x.shape[-1:]) * self.weight + self.bias
+
+
+class EnsembleQ(nn.Module):
+    """Q-function ensemble ``Q_i(s, a), i = 1..E`` → tensor ``(E, B)``.
+
+    ``dropout`` > 0 gives DroQ critics; ``layer_norm`` gives RLPD/DroQ critics. Both sit after
+    each hidden affine layer, before the ReLU (DroQ's ordering: Linear → Dropout → LayerNorm → ReLU).
+    """
+
+    def __init__(self, ensemble_size: int, obs_dim: int, action_dim: int, hidden: Sequence[int],
+                 layer_norm: bool = False, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.ensemble_size = ensemble_size
+        layers: list[nn.Module] = []
+        width = obs_dim + action_dim
+        for size in hidden:
+            layers.append(EnsembleLinear(ensemble_size, width, size))
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+            if layer_norm:
+                layers.append(EnsembleLayerNorm(ensemble_size, size))
+            layers.append(nn.ReLU())
+            width = size
+        layers.append(EnsembleLinear(ensemble_size, width, 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([obs, action], dim=-1)).squeeze(-1)
+
+
+def mlp(in_dim: int, hidden: Sequence[int], out_dim: int) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for size in hidden:
+        layers += [nn.Linear(in_dim, size), nn.ReLU()]
+        in_dim = size
+    layers.append(nn.Linear(in_dim, out_dim))
+    return nn.Sequential(*layers)
+
+
+class SquashedGaussianActor(nn.Module):
+    """π(a|s) = tanh(N(μ(s), σ(s)²)), actions in (−1, 1)."""
+
+    def __init__(self, obs_dim: int, action_dim: int, hidden: Sequence[int]) -> None:
+        super().__init__()
+        self.net = mlp(obs_dim, hidden, 2 * action_dim)
+
+    def forward(self, obs: torch.Tensor, deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sample (reparameterised) an action and its log-probability ``(B,)``."""
+        mean, log_std = self.net(obs).chunk(2, dim=-1)
+        log_std = log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
+        pre_tanh = mean if deterministic else mean + log_std.exp() * torch.randn_like(mean)
+        action = torch.tanh(pre_tanh)
+        gaussian_log_prob = (-0.5 * ((pre_tanh - mean) / log_std.exp()) ** 2 - log_std
+                             - 0.5 * math.log(2 * math.pi)).sum(-1)
+        # log|d tanh(u)/du| = log(1 − tanh²u) = 2(log 2 − u − softplus(−2u)), stable for large |u|.
+        log_det = (2.0 * (math.log(2.0) - pre_tanh - F.softplus(-2.0 * pre_tanh))).sum(-1)
+        return action, gaussian_log_prob - log_det
+
+
+class DeterministicActor(nn.Module):
+    """μ(s) = tanh(MLP(s)) for TD3/DDPG."""
+
+    def __init__(self, obs_dim: int, action_dim: int, hidden: Sequence[int]) -> None:
+        super().__init__()
+        self.net = mlp(obs_dim, hidden, action_dim)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.net(obs))

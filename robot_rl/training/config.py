@@ -1,0 +1,80 @@
+"""Training-run configuration: ``env`` + ``agent`` + ``train`` sections of one YAML file.
+
+Layering (later wins): built-in defaults ← ``configs/train/default.yaml`` ← the task's YAML
+(under ``env``) ← an agent preset (``configs/agents/<name>.yaml``) ← ``--config FILE`` ←
+``--set key=value`` overrides. Errors name the key and the file it came from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Mapping
+
+from robot_rl.agents.config import AgentConfig
+from robot_rl.config import ConfigError, deep_merge, from_dict, read_yaml
+from robot_rl.envs.config import EnvConfig, task_config_path
+
+AGENT_PRESETS = ("sac", "redq", "droq", "td3", "ddpg")
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    total_steps: int = 6000  # environment steps per seed
+    warmup_steps: int = 500  # uniformly random actions before learning starts
+    eval_every: int = 1000  # env steps between evaluations (deterministic policy)
+    eval_episodes: int = 10
+    checkpoint_every: int = 1000  # env steps; checkpoints are taken at episode boundaries
+    replay_capacity: int = 1_000_000
+    seeds: tuple[int, ...] = (0,)
+    torch_threads: int = 0  # 0: let torch decide
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.seeds:
+            raise ConfigError("train.seeds: needs at least one seed")
+        for name in ("total_steps", "eval_every", "eval_episodes", "checkpoint_every", "replay_capacity"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"train.{name}: must be >= 1, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    env: EnvConfig = field(default_factory=EnvConfig)
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    train: LoopConfig = field(default_factory=LoopConfig)
+
+
+def _resource(*parts: str) -> Path:
+    return Path(str(resources.files("robot_rl").joinpath("configs", *parts)))
+
+
+def agent_preset_path(name: str) -> Path:
+    if name not in AGENT_PRESETS:
+        raise ConfigError(f"unknown agent preset {name!r}; choose one of {', '.join(AGENT_PRESETS)}")
+    return _resource("agents", f"{name}.yaml")
+
+
+def load_train_config(
+    path: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    agent_preset: str | None = None,
+) -> TrainConfig:
+    layers: list[tuple[str, dict[str, Any]]] = [(str(_resource("train", "default.yaml")),
+                                                 read_yaml(_resource("train", "default.yaml")))]
+    if agent_preset is not None:
+        layers.append((str(agent_preset_path(agent_preset)), read_yaml(agent_preset_path(agent_preset))))
+    if path is not None:
+        layers.append((str(path), read_yaml(path)))
+    if overrides:
+        layers.append(("--set", dict(overrides)))
+    merged: dict[str, Any] = {}
+    for source, layer in layers:
+        from_dict(TrainConfig, deep_merge(merged, layer), source)  # errors point at the layer that added them
+        merged = deep_merge(merged, layer)
+    task = merged.get("env", {}).get("task", {}).get("name", "reach")
+    task_layer = {"env": read_yaml(task_config_path(task))}
+    # The task file supplies defaults for its own env section; explicit settings still win.
+    merged = deep_merge(task_layer, merged)
+    return from_dict(TrainConfig, merged, layers[-1][0])

@@ -1,0 +1,65 @@
+"""Run logs: one CSV per stream (``episodes``, ``eval``, ``updates``) plus TensorBoard.
+
+CSV files are appended row by row and flushed, so a killed run keeps its logs; on resume,
+rows beyond the resumed step are dropped so curves never double back.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any, Mapping
+
+
+class RunLogger:
+    def __init__(self, log_dir: Path, resume_step: int | None = None) -> None:
+        self.log_dir = log_dir
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self._files: dict[str, Any] = {}
+        self._writers: dict[str, csv.DictWriter] = {}
+        if resume_step is not None:
+            for path in log_dir.glob("*.csv"):
+                self._truncate(path, resume_step)
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tensorboard = SummaryWriter(str(log_dir / "tensorboard"), purge_step=resume_step)
+        except ImportError:  # tensorboard is optional; CSV logs are always written
+            self._tensorboard = None
+
+    @staticmethod
+    def _truncate(path: Path, step: int) -> None:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        if not rows:
+            return
+        kept = [row for row in rows if int(float(row["env_step"])) <= step]
+        with open(path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0].keys()))
+            writer.writeheader()
+            writer.writerows(kept)
+
+    def log(self, stream: str, env_step: int, values: Mapping[str, float]) -> None:
+        row = {"env_step": env_step, **values}
+        if stream not in self._writers:
+            path = self.log_dir / f"{stream}.csv"
+            exists = path.exists() and path.stat().st_size > 0
+            self._files[stream] = open(path, "a", newline="")
+            fieldnames = list(row)
+            if exists:
+                with open(path, newline="") as f:
+                    fieldnames = next(csv.reader(f))
+            self._writers[stream] = csv.DictWriter(self._files[stream], fieldnames=fieldnames, extrasaction="ignore")
+            if not exists:
+                self._writers[stream].writeheader()
+        self._writers[stream].writerow(row)
+        self._files[stream].flush()
+        if self._tensorboard is not None:
+            for key, value in values.items():
+                self._tensorboard.add_scalar(f"{stream}/{key}", value, env_step)
+
+    def close(self) -> None:
+        for f in self._files.values():
+            f.close()
+        if self._tensorboard is not None:
+            self._tensorboard.close()

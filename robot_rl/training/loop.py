@@ -1,0 +1,233 @@
+"""The online training loop: act, persist, learn, evaluate, checkpoint, resume.
+
+One :class:`Trainer` runs one seed in ``<run_dir>/seed_<s>/``::
+
+    replay.zarr/          every committed episode (the source of truth on resume)
+    checkpoints/last.pt   agent, optimisers, temperature, counters, RNG states
+    logs/*.csv            episodes, eval, updates (+ TensorBoard under logs/tensorboard)
+
+Resume rule: the replay store's commit record says how many environment steps happened; the
+checkpoint says what the learner knew. On ``--resume`` every committed episode is reloaded into
+the RAM tier, the learner restarts from its last checkpoint and the step counter continues from
+the store, so at most the episode in flight at the crash is lost.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+import yaml
+from tqdm import tqdm
+
+from robot_rl.agents import OffPolicyAgent, make_agent
+from robot_rl.config import to_dict
+from robot_rl.data import EpisodeStore, ReplayBuffer, features_from_spaces
+from robot_rl.envs import make_arm_env
+from robot_rl.training.checkpoint import load_checkpoint, save_checkpoint
+from robot_rl.training.config import TrainConfig
+from robot_rl.training.logging import RunLogger
+
+EVAL_SEED_OFFSET = 10_000_000  # evaluation episodes use seeds disjoint from training episodes
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss or observation became NaN/inf; the last good checkpoint is left untouched."""
+
+
+class RunDirError(RuntimeError):
+    pass
+
+
+@dataclass
+class Counters:
+    env_steps: int = 0
+    episodes: int = 0
+    next_eval: int = 0
+    next_checkpoint: int = 0
+
+
+def make_env(config: TrainConfig) -> gym.Env:
+    return make_arm_env(config.env.task.name, config=config.env)
+
+
+def episode_seed(run_seed: int, episode: int) -> int:
+    """Reset seed of a training episode: a pure function of (run seed, episode index), so a
+    resumed run draws the same scenes it would have drawn without the crash."""
+    return (run_seed * 1_000_003 + episode) % (2**31)
+
+
+def evaluate(env: gym.Env, agent: OffPolicyAgent, episodes: int, seed: int = EVAL_SEED_OFFSET) -> dict[str, Any]:
+    """Run ``episodes`` deterministic-policy episodes with seeds ``seed, seed+1, ...``."""
+    returns, successes = [], []
+    for i in range(episodes):
+        obs, _ = env.reset(seed=seed + i)
+        total, done, info = 0.0, False, {}
+        while not done:
+            obs, reward, terminated, truncated, info = env.step(agent.act(obs, deterministic=True))
+            total += float(reward)
+            done = terminated or truncated
+        returns.append(total)
+        successes.append(bool(info.get("is_success", False)))
+    return {"success_rate": float(np.mean(successes)), "return_mean": float(np.mean(returns)),
+            "return_std": float(np.std(returns)), "episodes": episodes}
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, seed_dir: Path, seed: int, resume: bool = False) -> None:
+        self.config, self.seed_dir, self.seed = config, seed_dir, seed
+        self.checkpoint_path = seed_dir / "checkpoints" / "last.pt"
+        store_path = seed_dir / "replay.zarr"
+        if not resume and store_path.exists():
+            raise RunDirError(f"{seed_dir} already holds a run; pass --resume to continue it or choose another --run-dir")
+        if config.train.torch_threads > 0:
+            torch.set_num_threads(config.train.torch_threads)
+        self.env = make_env(config)
+        self.eval_env = make_env(config)
+        features = features_from_spaces(self.env.observation_space, self.env.action_space)
+        obs_keys = list(self.env.observation_space.spaces)
+        attrs = {"control_hz": config.env.control.control_hz, "task": config.env.task.name,
+                 "env": to_dict(config.env), "robot": self.env.unwrapped.robot.spec.name}
+        self.store = EpisodeStore.open_or_create(store_path, features, obs_keys, attrs)
+        self.replay = (ReplayBuffer.from_store(self.store, capacity=config.train.replay_capacity)
+                       if self.store.n_episodes else
+                       ReplayBuffer(features, obs_keys, config.train.replay_capacity))
+        self.agent = make_agent(self.env.observation_space, self.env.action_space, config.agent)
+        self.counters = Counters(next_eval=config.train.eval_every, next_checkpoint=config.train.checkpoint_every)
+        self.rng = np.random.default_rng(seed)
+        torch.manual_seed(seed)
+        random.seed(seed)
+        resumed_from = None
+        if resume and self.checkpoint_path.exists():
+            resumed_from = self._restore(load_checkpoint(self.checkpoint_path))
+        # The store is the truth about how much experience exists.
+        self.counters.env_steps = self.store.n_steps
+        self.counters.episodes = self.store.n_episodes
+        self.logger = RunLogger(seed_dir / "logs", resume_step=self.counters.env_steps if resume else None)
+        self.resumed_from = resumed_from
+        self._recent: list[tuple[float, bool]] = []
+        self._last_eval: dict[str, Any] = {}
+        self._last_eval_step = -1
+        self._metrics: dict[str, list[float]] = {}
+
+    # ------------------------------------------------------------------ checkpoints
+    def _payload(self) -> dict[str, Any]:
+        return {
+            "format": "robot_rl.checkpoint",
+            "config": to_dict(self.config),
+            "seed": self.seed,
+            "agent": self.agent.state_dict(),
+            "counters": vars(self.counters).copy(),
+            "store_generation": self.store.generation,
+            "rng": {"numpy": self.rng.bit_generator.state, "torch": torch.get_rng_state(),
+                    "python": list(random.getstate()[1])},
+        }
+
+    def _restore(self, payload: dict[str, Any]) -> int:
+        self.agent.load_state_dict(payload["agent"])
+        self.counters = Counters(**payload["counters"])
+        self.rng.bit_generator.state = payload["rng"]["numpy"]
+        torch.set_rng_state(payload["rng"]["torch"])
+        random.setstate((3, tuple(payload["rng"]["python"]), None))
+        return int(payload["counters"]["env_steps"])
+
+    def save(self) -> Path:
+        self.store.flush()  # the checkpoint never refers to experience that is not committed
+        return save_checkpoint(self.checkpoint_path, self._payload())
+
+    # ------------------------------------------------------------------ loop
+    def run(self) -> dict[str, Any]:
+        cfg = self.config.train
+        bar = tqdm(total=cfg.total_steps, initial=min(self.counters.env_steps, cfg.total_steps),
+                   desc=f"seed {self.seed}", unit="step", disable=not cfg.progress, dynamic_ncols=True)
+        try:
+            while self.counters.env_steps < cfg.total_steps:
+                self._run_episode(bar)
+                if self.counters.env_steps >= self.counters.next_eval:
+                    self._evaluate(bar)
+                if self.counters.env_steps >= self.counters.next_checkpoint:
+                    self.save()
+                    self.counters.next_checkpoint += cfg.checkpoint_every * math.ceil(
+                        (self.counters.env_steps - self.counters.next_checkpoint + 1) / cfg.checkpoint_every)
+            final = self._last_eval if self._last_eval_step == self.counters.env_steps else self._evaluate(bar)
+            self.save()
+            return final
+        finally:
+            bar.close()
+            self.store.close()
+            self.logger.close()
+            self.env.close()
+            self.eval_env.close()
+
+    def _run_episode(self, bar: tqdm) -> None:
+        cfg, counters = self.config.train, self.counters
+        seed = episode_seed(self.seed, counters.episodes)
+        obs, _ = self.env.reset(seed=seed)
+        total, done, info = 0.0, False, {}
+        while not done:
+            if counters.env_steps < cfg.warmup_steps:
+                action = self.rng.uniform(-1.0, 1.0, size=self.env.action_space.shape).astype(np.float32)
+            else:
+                action = self.agent.act(obs)
+            next_obs, reward, terminated, truncated, info = self.env.step(action)
+            self.store.append_step({**obs, "action": action, "reward": reward, "terminated": terminated})
+            obs, total, done = next_obs, total + float(reward), terminated or truncated
+            counters.env_steps += 1
+            bar.update(1)
+            if counters.env_steps >= cfg.warmup_steps and len(self.replay) >= self.config.agent.batch_size:
+                self._learn()
+        success = bool(info.get("is_success", False))
+        episode = self.store.end_episode(obs, success, source="policy", seed=seed)
+        self.replay.add_episode(episode.steps, episode.final_obs)
+        counters.episodes += 1
+        self._recent = (self._recent + [(total, success)])[-20:]
+        self.logger.log("episodes", counters.env_steps, {"return": total, "success": float(success),
+                                                         "length": episode.length, "episode": counters.episodes})
+        bar.set_postfix(success=f"{np.mean([s for _, s in self._recent]):.2f}",
+                        ret=f"{np.mean([r for r, _ in self._recent]):.1f}", refresh=False)
+
+    def _learn(self) -> None:
+        agent_cfg = self.config.agent
+        for _ in range(agent_cfg.utd_ratio):
+            batch = self.replay.sample(agent_cfg.batch_size, self.rng, agent_cfg.n_step, agent_cfg.gamma)
+            metrics = self.agent.update(batch)
+            if not all(math.isfinite(v) for v in metrics.values()):
+                raise TrainingDiverged(
+                    f"non-finite learner metrics {metrics} at env step {self.counters.env_steps} "
+                    f"(update {self.agent.updates}); the last good checkpoint is {self.checkpoint_path}")
+            for key, value in metrics.items():
+                self._metrics.setdefault(key, []).append(value)
+        if self.counters.env_steps % 100 == 0 and self._metrics:
+            self.logger.log("updates", self.counters.env_steps,
+                            {k: float(np.mean(v)) for k, v in self._metrics.items()} | {"updates": self.agent.updates})
+            self._metrics.clear()
+
+    def _evaluate(self, bar: tqdm) -> dict[str, Any]:
+        result = evaluate(self.eval_env, self.agent, self.config.train.eval_episodes)
+        self.logger.log("eval", self.counters.env_steps, {k: v for k, v in result.items() if k != "episodes"})
+        bar.write(f"[seed {self.seed}] step {self.counters.env_steps}: eval success {result['success_rate']:.2f}, "
+                  f"return {result['return_mean']:.2f} ± {result['return_std']:.2f}")
+        every = self.config.train.eval_every
+        self.counters.next_eval = (self.counters.env_steps // every + 1) * every
+        self._last_eval, self._last_eval_step = result, self.counters.env_steps
+        return result
+
+
+def train(config: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]:
+    """Train every seed of ``config.train.seeds`` under ``run_dir``; returns final evaluations."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+    results = {}
+    for seed in config.train.seeds:
+        trainer = Trainer(config, run_dir / f"seed_{seed}", seed, resume=resume)
+        results[seed] = trainer.run()
+    from robot_rl.training.plots import plot_learning_curves
+
+    plot_learning_curves(run_dir, run_dir / "learning_curve.png")
+    return results
