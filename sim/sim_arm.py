@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from importlib import resources
 from pathlib import Path
 from typing import Mapping
@@ -26,6 +27,18 @@ VELOCITY_LIMITS = np.array([2.175, 2.175, 2.175, 2.175, 2.61, 2.61, 2.61])
 HOME = np.array([0.0, -0.3, 0.0, -2.2, 0.0, 1.9, 0.785])
 GRIPPER_MAX_WIDTH = 0.08
 SCENES = ("reach", "push", "pick", "peg")
+
+
+class RenderingUnavailableError(RuntimeError):
+    """MuJoCo could not create an offscreen OpenGL context, so no camera image can be rendered."""
+
+    def __init__(self, cause: BaseException) -> None:
+        backend = os.environ.get("MUJOCO_GL", "<unset>")
+        super().__init__(
+            f"cannot render camera images with MUJOCO_GL={backend} ({type(cause).__name__}: {cause}). "
+            "Headless rendering needs an OpenGL backend: install Debian libegl1 and libgl1 (then "
+            "MUJOCO_GL=egl) or libosmesa6 (then MUJOCO_GL=osmesa), set before Python imports MuJoCo"
+        )
 
 
 def scene_path(scene: str) -> Path:
@@ -57,6 +70,10 @@ class SimArm:
         self.config = config
         self.model = mujoco.MjModel.from_xml_path(str(scene_path(scene)))
         self.model.opt.timestep = config.timestep
+        # MuJoCo silently resets the whole simulation when the state turns NaN/inf (the arm
+        # teleports to qpos0 and time restarts); keep the bad state so read_state reports it and
+        # ArmEnv raises NonFiniteStateError instead of continuing a corrupted episode.
+        self.model.opt.disableflags |= mujoco.mjtDisableBit.mjDSBL_AUTORESET
         self.data = mujoco.MjData(self.model)
         m = self.model
         self._qpos_idx = np.array([m.jnt_qposadr[m.joint(j).id] for j in ARM_JOINTS])
@@ -149,7 +166,7 @@ class SimArm:
             ee_quat=ee_quat,
             gripper_width=float(d.qpos[self._finger_qpos].sum()),
             objects=objects,
-            images={name: self.render(name, *size) for name, size in self.cameras.items()},
+            images={name: self.render(name, *size, shadows=False) for name, size in self.cameras.items()},
         )
 
     def stop(self) -> None:
@@ -162,16 +179,28 @@ class SimArm:
         self._renderers.clear()
 
     # ------------------------------------------------------------------ simulation
-    def render(self, camera: str, height: int, width: int) -> np.ndarray:
-        """RGB image (H, W, 3) uint8 from a named camera."""
+    def render(self, camera: str, height: int, width: int, shadows: bool = True) -> np.ndarray:
+        """RGB image (H, W, 3) uint8 from a named camera.
+
+        Observation images are rendered without shadows: on a CPU-only OpenGL (EGL/OSMesa
+        software rasteriser) the shadow pass costs ~40× the rest of a 128×128 frame.
+
+        Raises:
+            RenderingUnavailableError: no OpenGL context can be created (e.g. a headless
+                machine without EGL/OSMesa).
+        """
         key = (height, width)
         if key not in self._renderers:
             if self.model.vis.global_.offheight < height or self.model.vis.global_.offwidth < width:
                 self.model.vis.global_.offheight = max(height, self.model.vis.global_.offheight)
                 self.model.vis.global_.offwidth = max(width, self.model.vis.global_.offwidth)
-            self._renderers[key] = mujoco.Renderer(self.model, height, width)
+            try:
+                self._renderers[key] = mujoco.Renderer(self.model, height, width)
+            except (ImportError, OSError, RuntimeError, AttributeError, mujoco.FatalError) as exc:
+                raise RenderingUnavailableError(exc) from exc
         renderer = self._renderers[key]
         renderer.update_scene(self.data, camera=camera)
+        renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = shadows
         return renderer.render()
 
     def _apply(self, command: Command) -> None:
@@ -192,16 +221,23 @@ class SimArm:
             mujoco.mj_step(self.model, self.data, nstep=n_steps)
             self.physics_steps += n_steps
             return
-        # Joint commands can carry the tool out of the box: check it at wall_hz and, on
-        # leaving, hold the tool at the nearest point of the box with the Cartesian servo.
+        # Joint commands can carry the tool out of the box: check it at wall_hz and, when the
+        # tool would leave within two check periods at its current velocity (one period of
+        # detection delay plus about one of braking), hold it at the nearest point of the box
+        # with the Cartesian servo. Checking only the position let a fast tool (~1 m/s under
+        # joint_delta actions) end up >1 cm outside.
         low, high = self.workspace
+        lookahead = 2.0 * self._wall_substeps * self.config.timestep
+        velocity = np.empty(6)
         done = 0
         while done < n_steps:
             chunk = min(self._wall_substeps, n_steps - done)
             mujoco.mj_step(self.model, self.data, nstep=chunk)
             done += chunk
             tcp = self.data.site_xpos[self._tcp]
-            if np.any(tcp < low) or np.any(tcp > high):
+            mujoco.mj_objectVelocity(self.model, self.data, mujoco.mjtObj.mjOBJ_SITE, self._tcp, velocity, 0)
+            ahead = tcp + lookahead * velocity[3:]
+            if np.any(ahead < low) or np.any(ahead > high):
                 quat = np.empty(4)
                 mujoco.mju_mat2Quat(quat, self.data.site_xmat[self._tcp])
                 self._command = EndEffectorCommand(np.clip(tcp, low, high), quat, self._command.gripper_width)

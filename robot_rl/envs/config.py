@@ -92,6 +92,13 @@ def task_config_path(task: str) -> Path:
     return Path(str(resources.files("robot_rl") / "configs" / "tasks" / f"{task}.yaml"))
 
 
+def _task_name(layer: Mapping[str, Any]) -> Any:
+    """``task.name`` of a config layer, or None (a malformed ``task`` section is reported by the
+    type check of that layer, naming its source)."""
+    section = layer.get("task")
+    return section.get("name") if isinstance(section, Mapping) else None
+
+
 def load_env_config(
     task: str | None = None,
     path: str | Path | None = None,
@@ -103,7 +110,7 @@ def load_env_config(
     """
     user = read_yaml(path) if path is not None else {}
     overrides = dict(overrides or {})
-    name = task or overrides.get("task", {}).get("name") or user.get("task", {}).get("name") or "reach"
+    name = task or _task_name(overrides) or _task_name(user) or "reach"
     layers = [(str(task_config_path(name)), read_yaml(task_config_path(name)))]
     if path is not None:
         layers.append((str(path), user))

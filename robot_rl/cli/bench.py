@@ -1,0 +1,98 @@
+"""``robot-rl bench``: benchmarks that print JSON, side by side with a peer."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from robot_rl.cli.common import (
+    non_negative_int,
+    positive_float,
+    positive_int,
+    print_json,
+    progress_bar,
+    simulator_errors_reported,
+)
+
+
+def bench_env(args: argparse.Namespace) -> int:
+    """Env throughput side by side with gymnasium's Pusher-v5 (see robot_rl.bench.env_bench)."""
+    with simulator_errors_reported():
+        from robot_rl.bench.env_bench import CASES, run_env_bench
+
+        with progress_bar(len(CASES) * args.repeats, "bench env") as bar:
+            def advance(case: str) -> None:
+                bar.set_postfix_str(f"{case} done")
+                bar.update()
+
+            result = run_env_bench(seconds=args.seconds, repeats=args.repeats, seed=args.seed,
+                                   image_size=args.image_size, progress=advance)
+    _emit(result, args.json)
+    return 0
+
+
+def bench_learner(args: argparse.Namespace) -> int:
+    """Gradient updates/s of our SAC (N=2) and REDQ (N=10, M=2) vs Stable-Baselines3 SAC."""
+    from robot_rl.bench.learner_bench import run_learner_benchmark
+
+    result = run_learner_benchmark(repeats=args.repeats, seconds=args.seconds, device=args.device, threads=args.threads)
+    _emit(result, args.json)
+    return 0
+
+
+def bench_replay(args: argparse.Namespace) -> int:
+    """Replay store append/commit costs and RAM-tier sampling rates."""
+    from robot_rl.bench.replay_bench import run_replay_benchmark
+
+    result = run_replay_benchmark(repeats=args.repeats)
+    _emit(result, args.json)
+    return 0
+
+
+def _emit(result: dict, path: Path | None) -> None:
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=2) + "\n")
+    print_json(result, indent=2)
+
+
+def add_bench_parser(subparsers: argparse._SubParsersAction) -> None:
+    group = subparsers.add_parser("bench", help="benchmarks that print JSON, side by side with a peer",
+                                  description="Benchmarks; each prints JSON to stdout (see benchmarks/README.md).")
+    commands = group.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    env = commands.add_parser(
+        "env", help="env and physics steps/s vs gymnasium's Pusher-v5, and the cost of images",
+        description="Measure RobotRL/ArmPickCube-v0 (state observations) and gymnasium's Pusher-v5 in one "
+                    "run with random actions: env steps/s, physics substeps/s and their ratio (target >= 0.5), "
+                    "plus the extra cost per step of 128x128 scene+wrist images. Reports medians over the "
+                    "repeats and every raw value.")
+    env.add_argument("--seconds", type=positive_float, default=2.0,
+                     help="timed wall-clock seconds per case and repeat (default: 2)")
+    env.add_argument("--repeats", type=positive_int, default=5, help="repeats of every case (default: 5)")
+    env.add_argument("--seed", type=non_negative_int, default=0, help="seed of resets and random actions (default: 0)")
+    env.add_argument("--image-size", type=positive_int, default=128,
+                     help="side of the square camera images in the image case (default: 128)")
+    env.add_argument("--json", type=Path, metavar="PATH", help="also write the JSON to PATH")
+    env.set_defaults(handler=bench_env)
+
+    learner = commands.add_parser(
+        "learner", help="gradient updates/s: SAC (N=2), REDQ (N=10, M=2) vs Stable-Baselines3 SAC",
+        description="256x256 MLPs, batch 256, replay sampling included on both sides; cases alternate within "
+                    "each repeat and ratios are medians of per-repeat ratios. SB3 is measured when installed "
+                    "(pip install -e '.[bench]').")
+    learner.add_argument("--repeats", type=positive_int, default=5)
+    learner.add_argument("--seconds", type=positive_float, default=3.0, help="timed seconds per case and repeat")
+    learner.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    learner.add_argument("--threads", type=positive_int, help="torch intra-op threads (default: torch's choice)")
+    learner.add_argument("--json", type=Path, metavar="PATH", help="also write the JSON to PATH")
+    learner.set_defaults(handler=bench_learner)
+
+    replay = commands.add_parser(
+        "replay", help="store append/commit cost and replay sampling rate",
+        description="Per-step append cost on the control loop (with a 128x128 image), episode commit time, "
+                    "and batches/s of 256 from the RAM tier with and without images.")
+    replay.add_argument("--repeats", type=positive_int, default=5)
+    replay.add_argument("--json", type=Path, metavar="PATH", help="also write the JSON to PATH")
+    replay.set_defaults(handler=bench_replay)

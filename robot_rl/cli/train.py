@@ -1,0 +1,147 @@
+"""``robot-rl train`` and ``robot-rl eval``: learn on an arm, evaluate a checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+
+from robot_rl.cli.common import (
+    DEFAULT_OUT_DIR,
+    CommandError,
+    non_negative_int,
+    positive_int,
+    print_json,
+    simulator_errors_reported,
+    task_name,
+)
+from robot_rl.config import deep_merge, parse_overrides, read_yaml
+from robot_rl.training.config import AGENT_PRESETS, load_train_config
+
+
+def train_command(args: argparse.Namespace) -> int:
+    """Train (or resume) a run; prints the run directory first and the final evaluation last."""
+    from robot_rl.training import train
+    from robot_rl.training.checkpoint import CheckpointError
+    from robot_rl.training.loop import RunDirError, TrainingDiverged
+
+    overrides = parse_overrides(args.overrides)
+    if args.task is not None:
+        overrides = deep_merge(overrides, {"env": {"task": {"name": task_name(args.task)}}})
+    if args.seeds:
+        overrides = deep_merge(overrides, {"train": {"seeds": args.seeds}})
+    if args.resume:
+        if args.run_dir is None or not (args.run_dir / "config.yaml").is_file():
+            raise CommandError("--resume needs --run-dir pointing at an existing run (with config.yaml)")
+        saved = read_yaml(args.run_dir / "config.yaml")
+        config = load_train_config(args.config, deep_merge(saved, overrides), agent_preset=args.algo)
+    else:
+        config = load_train_config(args.config, overrides, agent_preset=args.algo)
+    run_dir = args.run_dir or Path("runs") / f"{config.env.task.name}_{args.algo or config.agent.algo}_{time.strftime('%Y%m%d-%H%M%S')}"
+    print(f"run directory: {run_dir.resolve()}", flush=True)
+    with simulator_errors_reported():
+        try:
+            results = train(config, run_dir, resume=args.resume)
+        except (RunDirError, CheckpointError) as exc:
+            raise CommandError(str(exc)) from exc
+        except TrainingDiverged as exc:
+            raise CommandError(f"training stopped: {exc}") from exc
+    print(f"learning curve: {(run_dir / 'learning_curve.png').resolve()}")
+    print_json({"run_dir": str(run_dir), "final_eval": {str(seed): result for seed, result in results.items()}})
+    return 0
+
+
+def eval_command(args: argparse.Namespace) -> int:
+    """Evaluate a checkpoint's deterministic policy; JSON on stdout."""
+    from robot_rl.agents import make_agent
+    from robot_rl.config import from_dict
+    from robot_rl.training.checkpoint import CheckpointError, load_checkpoint
+    from robot_rl.training.config import TrainConfig
+    from robot_rl.training.loop import EVAL_SEED_OFFSET, evaluate, make_env
+
+    try:
+        payload = load_checkpoint(args.checkpoint)
+    except CheckpointError as exc:
+        raise CommandError(str(exc)) from exc
+    config = from_dict(TrainConfig, deep_merge(payload["config"], parse_overrides(args.overrides)),
+                       f"{args.checkpoint} (config)")
+    with simulator_errors_reported():
+        env = make_env(config)
+        agent = make_agent(env.observation_space, env.action_space, config.agent)
+        agent.load_state_dict(payload["agent"])
+        seed = EVAL_SEED_OFFSET if args.seed is None else args.seed
+        if args.render:
+            result = _evaluate_with_video(env, agent, args, seed)
+        else:
+            result = evaluate(env, agent, args.episodes, seed=seed)
+        env.close()
+    print_json({**result, "checkpoint": str(args.checkpoint), "env_steps": payload["counters"]["env_steps"]})
+    return 0
+
+
+def _evaluate_with_video(env: gym.Env, agent, args: argparse.Namespace, seed: int) -> dict:
+    from robot_rl.viz import annotate, frame_strip, open_video, run_episode
+
+    class AgentPolicy:
+        def reset(self) -> None:
+            """The policy is stateless."""
+
+        def act(self, observation):
+            return agent.act(observation, deterministic=True)
+
+    base = env.unwrapped
+    obs_cfg = base.config.observation
+    args.out.mkdir(parents=True, exist_ok=True)
+    video_path = args.out / f"eval_{args.checkpoint.stem}.mp4"
+    returns, successes = [], []
+    video = open_video(video_path, base.metadata["render_fps"])
+    try:
+        for episode in range(args.episodes):
+            record = run_episode(env, AgentPolicy(), episode, seed + episode,
+                                 lambda: base.robot.render("scene", obs_cfg.render_height, obs_cfg.render_width),
+                                 lambda: None)
+            for frame in record.frames:
+                video.append_data(annotate(frame.image, f"episode {episode} step {frame.step}", frame.success))
+            frame_strip(record, f"{base.spec.id if base.spec else ''} episode {episode}: "
+                                f"{'success' if record.success else 'no success'}",
+                        base.config.task.max_episode_steps).save(args.out / f"eval_ep{episode}.png")
+            returns.append(record.episode_return)
+            successes.append(record.success)
+    finally:
+        video.close()
+    print(f"video: {video_path}", flush=True)
+    return {"success_rate": float(np.mean(successes)), "return_mean": float(np.mean(returns)),
+            "return_std": float(np.std(returns)), "episodes": args.episodes, "video": str(video_path)}
+
+
+def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
+    train = subparsers.add_parser(
+        "train", help="train a policy (default: SAC reaching on the simulated arm)",
+        description="Train off-policy on an arm. With no arguments: SAC on RobotRL/ArmReach-v0 (dense reward), "
+                    "a few minutes on a laptop CPU. Everything of the run (replay store *.zarr, checkpoints, "
+                    "CSV/TensorBoard logs, learning-curve PNG) lives under --run-dir.")
+    train.add_argument("--config", type=Path, metavar="FILE", help="YAML with env/agent/train sections")
+    train.add_argument("--set", dest="overrides", metavar="KEY=VALUE", nargs="+", action="extend", default=[],
+                       help="override config values, e.g. --set agent.utd_ratio=4 env.task.reward_type=sparse")
+    train.add_argument("--algo", choices=AGENT_PRESETS, help="agent preset from robot_rl/configs/agents")
+    train.add_argument("--task", metavar="TASK", help="reach | push | pick | peg or a full env id")
+    train.add_argument("--seeds", type=non_negative_int, nargs="+", help="one run per seed (default: 0)")
+    train.add_argument("--run-dir", type=Path, metavar="DIR", help="default: runs/<task>_<algo>_<time>")
+    train.add_argument("--resume", action="store_true",
+                       help="continue the run in --run-dir from its last checkpoint and replay store")
+    train.set_defaults(handler=train_command)
+
+    evaluate = subparsers.add_parser(
+        "eval", help="evaluate a checkpoint (JSON: success_rate, return_mean, return_std, episodes)",
+        description="Run the checkpoint's deterministic policy on its task for N episodes.")
+    evaluate.add_argument("--checkpoint", type=Path, required=True, metavar="PATH")
+    evaluate.add_argument("--episodes", type=positive_int, default=20)
+    evaluate.add_argument("--seed", type=non_negative_int, help="seed of the first episode (default: the eval seeds)")
+    evaluate.add_argument("--render", action="store_true", help="also write an MP4 and PNG strips")
+    evaluate.add_argument("--out", type=Path, default=Path(DEFAULT_OUT_DIR), metavar="DIR")
+    evaluate.add_argument("--set", dest="overrides", metavar="KEY=VALUE", nargs="+", action="extend", default=[],
+                          help="override the checkpoint's config (e.g. env.task.reward_type=sparse)")
+    evaluate.set_defaults(handler=eval_command)

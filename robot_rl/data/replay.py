@@ -1,0 +1,375 @@
+"""RAM tier of the replay: preallocated numpy rings sampled into torch batches.
+
+``ReplayBuffer`` keeps the most recent steps in a ring of ``capacity`` steps (one preallocated
+array per feature). Eviction is FIFO with whole-episode granularity: adding an episode first
+drops the oldest episodes until it fits, so every stored step belongs to a complete episode and
+its n-step window and final observation are always available. Final observations (the
+observation after an episode's last action) live in a per-episode ring that grows on demand.
+
+Sampling is uniform over stored steps and fully vectorised: one ``(B, n)`` index matrix gives the
+n-step return (truncated at the episode end), ``next_obs`` is the observation ``n'`` steps later
+or the episode's final observation when the episode ends within ``n`` steps, and
+``discount = γ^{n'} · (1 − terminated)`` where ``terminated`` is that of the window's last step.
+``MixtureSampler`` fills one batch from several buffers with fixed per-source counts.
+
+Neither class is thread-safe: add and sample from one thread (the training loop).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from math import prod
+
+import numpy as np
+import torch
+
+from robot_rl.data.store import EpisodeStore, FeatureSpec
+
+TRANSITION_KEYS = ("action", "reward", "terminated")
+REQUIRED_SPECS = {"reward": FeatureSpec("float32", ()), "terminated": FeatureSpec("bool", ())}
+
+
+@dataclass
+class Batch:
+    """A minibatch of transitions (CPU tensors unless moved with :meth:`to`).
+
+    ``obs``/``next_obs``: key → (B, ...) tensors in the stored dtype (images stay uint8);
+    ``action`` (B, A) float32; ``reward`` (B,) float32 n-step discounted return;
+    ``discount`` (B,) float32 = γ^{n'} · (1 − terminated), to multiply the bootstrap value.
+    The float32 low-dim observations and the action of a CPU batch are column views of one
+    (B, D) matrix (so ``torch.cat`` of the low-dim observations is cheap).
+    """
+
+    obs: dict[str, torch.Tensor]
+    action: torch.Tensor
+    reward: torch.Tensor
+    next_obs: dict[str, torch.Tensor]
+    discount: torch.Tensor
+    _arrays: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)  # numpy views to fill
+
+    def __len__(self) -> int:
+        return len(self.reward)
+
+    def to(self, device: str | torch.device, non_blocking: bool = True) -> Batch:
+        def move(t: torch.Tensor) -> torch.Tensor:
+            return t.to(device, non_blocking=non_blocking)
+
+        return Batch({k: move(v) for k, v in self.obs.items()}, move(self.action), move(self.reward),
+                     {k: move(v) for k, v in self.next_obs.items()}, move(self.discount))
+
+
+class _Layout:
+    """Where sampled features live: float32 low-dim observations and the action are columns of
+    one packed matrix (one gather serves them all); other observations (images, other dtypes)
+    each have their own array."""
+
+    def __init__(self, specs: Mapping[str, FeatureSpec], obs_keys: Sequence[str]) -> None:
+        self.obs_keys = tuple(obs_keys)
+        self.separate = tuple(key for key in obs_keys if specs[key].is_image or specs[key].dtype != "float32")
+        self.packed: dict[str, tuple[slice, tuple[int, ...]]] = {}
+        width = 0
+        for key in (*(key for key in obs_keys if key not in self.separate), "action"):
+            size = prod(specs[key].shape)
+            self.packed[key] = (slice(width, width + size), specs[key].shape)
+            width += size
+        self.width = width
+        self.specs = specs
+
+    def empty_batch(self, batch_size: int) -> Batch:
+        arrays = {
+            "obs": np.empty((batch_size, self.width), np.float32),
+            "next_obs": np.empty((batch_size, self.width), np.float32),
+            "reward": np.empty(batch_size, np.float32),
+            "discount": np.empty(batch_size, np.float32),
+        }
+        for key in self.separate:
+            spec = self.specs[key]
+            # One block for both sides: glibc's malloc serves a freed block this large again from
+            # its heap, so fresh batches of images do not pay page faults on every sample.
+            arrays[f"obs/{key}"], arrays[f"next_obs/{key}"] = np.empty((2, batch_size, *spec.shape), spec.dtype)
+
+        def observation(side: str) -> dict[str, torch.Tensor]:
+            return {key: torch.from_numpy(arrays[f"{side}/{key}"]) if key in self.separate
+                    else self.column(arrays[side], key) for key in self.obs_keys}
+
+        return Batch(observation("obs"), self.column(arrays["obs"], "action"), torch.from_numpy(arrays["reward"]),
+                     observation("next_obs"), torch.from_numpy(arrays["discount"]), arrays)
+
+    def column(self, packed: np.ndarray, key: str) -> torch.Tensor:
+        """Feature ``key`` of a packed (B, D) matrix as a tensor sharing its memory."""
+        columns, shape = self.packed[key]
+        view = packed[:, columns.start] if shape == () else packed[:, columns]
+        if len(shape) > 1:
+            view = view.reshape(len(packed), *shape)  # splits contiguous columns: always a view
+        return torch.from_numpy(view)
+
+
+class ReplayBuffer:
+    """A ring of the most recent ``capacity`` steps (whole episodes), sampled into :class:`Batch`.
+
+    ``features`` must contain every obs key plus ``action`` (float32), ``reward`` (float32,
+    shape ()) and ``terminated`` (bool, shape ()); other features are ignored. Arrays are
+    allocated up front (``np.zeros``: the OS maps pages as they are first written).
+    """
+
+    def __init__(self, features: Mapping[str, FeatureSpec], obs_keys: Sequence[str], capacity: int,
+                 device: str | torch.device = "cpu") -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be at least 1 step, got {capacity}")
+        self.obs_keys = tuple(obs_keys)
+        missing = [key for key in (*self.obs_keys, *TRANSITION_KEYS) if key not in features]
+        if missing:
+            raise ValueError(f"ReplayBuffer needs features {missing} (have {sorted(features)})")
+        for name, want in {**REQUIRED_SPECS, "action": FeatureSpec("float32", features["action"].shape)}.items():
+            have = features[name]
+            if (have.dtype, have.shape) != (want.dtype, want.shape):
+                raise ValueError(f"feature {name!r} must be {want.dtype} with shape {want.shape}, "
+                                 f"got {have.dtype} {have.shape}")
+        self.specs: dict[str, FeatureSpec] = {key: features[key] for key in (*self.obs_keys, *TRANSITION_KEYS)}
+        self._layout = _Layout(self.specs, self.obs_keys)
+        self.capacity = int(capacity)
+        self.device = torch.device(device)
+        self._packed = np.zeros((capacity, self._layout.width), np.float32)
+        self._separate = {key: np.zeros((capacity, *self.specs[key].shape), self.specs[key].dtype)
+                          for key in self._layout.separate}
+        self._reward = np.zeros(capacity, np.float32)
+        self._terminated = np.zeros(capacity, bool)
+        self._step_episode = np.zeros(capacity, np.int64)  # absolute episode id of each ring slot
+        self._remaining = np.zeros(capacity, np.int64)  # steps from this one to its episode's end (≥ 1)
+        self._start = 0  # absolute index of the oldest stored step
+        self._end = 0  # absolute index one past the newest stored step
+        self._first_episode = 0  # absolute id of the oldest stored episode
+        self._next_episode = 0
+        self._episode_capacity = 64
+        self._episode_end = np.zeros(self._episode_capacity, np.int64)  # absolute exclusive end step
+        self._final_packed = np.zeros((self._episode_capacity, self._layout.width), np.float32)
+        self._final_separate = {key: np.zeros((self._episode_capacity, *ring.shape[1:]), ring.dtype)
+                                for key, ring in self._separate.items()}
+
+    # ------------------------------------------------------------------ filling
+    @classmethod
+    def from_store(cls, store: EpisodeStore, capacity: int | None = None, obs_keys: Sequence[str] | None = None,
+                   device: str | torch.device = "cpu", block_steps: int = 65536) -> ReplayBuffer:
+        """A buffer holding the most recent committed episodes of ``store`` that fit ``capacity``
+        (default: all of them), loaded in blocks of about ``block_steps`` steps."""
+        obs_keys = store.obs_keys if obs_keys is None else tuple(obs_keys)
+        table = store.episodes
+        capacity = max(1, store.n_steps) if capacity is None else capacity
+        buffer = cls(store.features, obs_keys, capacity, device)
+        fits = np.cumsum(table["length"][::-1]) <= capacity
+        first = len(fits) - int(np.count_nonzero(fits))
+        names = list(buffer.specs)
+        block_starts = _blocks(table["length"][first:], block_steps) + first
+        for lo, hi in zip(block_starts, [*block_starts[1:], store.n_episodes]):
+            episodes = np.arange(lo, hi)
+            steps = store.load(names, episodes)
+            finals = store.final_obs(episodes)
+            offsets = np.concatenate(([0], np.cumsum(table["length"][lo:hi])))
+            for i in range(hi - lo):
+                part = slice(offsets[i], offsets[i + 1])
+                buffer.add_episode({name: array[part] for name, array in steps.items()},
+                                   {key: final[i] for key, final in finals.items()})
+        return buffer
+
+    def add_episode(self, steps: Mapping[str, np.ndarray], final_obs: Mapping[str, np.ndarray]) -> None:
+        """Copy a whole episode in (``steps``: feature → (T, ...); extra features are ignored),
+        evicting the oldest episodes as needed."""
+        missing = [name for name in self.specs if name not in steps]
+        missing += [f"final_obs[{key!r}]" for key in self.obs_keys if key not in final_obs]
+        if missing:
+            raise ValueError(f"add_episode: missing {missing}")
+        length = len(steps["action"])
+        if length < 1:
+            raise ValueError("add_episode: the episode has no steps")
+        if length > self.capacity:
+            raise ValueError(f"add_episode: an episode of {length} steps does not fit a buffer of {self.capacity}")
+        for name, spec in self.specs.items():
+            shape = np.shape(steps[name])
+            if shape != (length, *spec.shape):
+                raise ValueError(f"add_episode: feature {name!r} has shape {shape}, expected {(length, *spec.shape)}")
+        while self._end + length - self._start > self.capacity:
+            self._start = int(self._episode_end[self._first_episode % self._episode_capacity])
+            self._first_episode += 1
+        if self._next_episode - self._first_episode == self._episode_capacity:
+            self._grow_episodes()
+        episode = self._next_episode
+        first = self._end % self.capacity
+        for key, (columns, _) in self._layout.packed.items():
+            _write_ring(self._packed[:, columns], first, np.reshape(steps[key], (length, -1)))
+        for key, ring in self._separate.items():
+            _write_ring(ring, first, steps[key])
+        _write_ring(self._reward, first, steps["reward"])
+        _write_ring(self._terminated, first, steps["terminated"])
+        _write_ring(self._step_episode, first, np.full(length, episode))
+        _write_ring(self._remaining, first, np.arange(length, 0, -1))
+        slot = episode % self._episode_capacity
+        self._end += length
+        self._episode_end[slot] = self._end
+        for key, (columns, _) in self._layout.packed.items():
+            if key != "action":
+                self._final_packed[slot, columns] = np.reshape(final_obs[key], -1)
+        for key, final in self._final_separate.items():
+            final[slot] = final_obs[key]
+        self._next_episode += 1
+
+    def _grow_episodes(self) -> None:
+        """Double the per-episode ring, re-slotting live episodes (slot = id mod capacity)."""
+        old, new = self._episode_capacity, 2 * self._episode_capacity
+        ids = np.arange(self._first_episode, self._next_episode)
+
+        def regrow(table: np.ndarray) -> np.ndarray:
+            grown = np.zeros((new, *table.shape[1:]), table.dtype)
+            grown[ids % new] = table[ids % old]
+            return grown
+
+        self._episode_end = regrow(self._episode_end)
+        self._final_packed = regrow(self._final_packed)
+        self._final_separate = {key: regrow(final) for key, final in self._final_separate.items()}
+        self._episode_capacity = new
+
+    # ------------------------------------------------------------------ sampling
+    def __len__(self) -> int:
+        """Stored steps."""
+        return self._end - self._start
+
+    @property
+    def n_episodes(self) -> int:
+        return self._next_episode - self._first_episode
+
+    def empty_batch(self, batch_size: int) -> Batch:
+        """An uninitialised CPU batch laid out for this buffer's samples (for ``sample(out=…)``)."""
+        return self._layout.empty_batch(batch_size)
+
+    def sample(self, batch_size: int, rng: np.random.Generator, n_step: int = 1, gamma: float = 0.99,
+               out: Batch | None = None) -> Batch:
+        """``batch_size`` transitions drawn uniformly from the stored steps.
+
+        ``out`` (from :meth:`empty_batch`) is filled in place instead of allocating a new batch;
+        this saves the page faults of fresh image tensors, but the previous contents are lost.
+        The batch is moved to the buffer's device before it is returned.
+        """
+        batch = self.empty_batch(batch_size) if out is None else out
+        if len(batch) != batch_size:
+            raise ValueError(f"out holds {len(batch)} transitions, batch_size is {batch_size}")
+        self.fill(batch, 0, batch_size, rng, n_step, gamma)
+        return batch if self.device.type == "cpu" else batch.to(self.device)
+
+    def fill(self, batch: Batch, start: int, count: int, rng: np.random.Generator, n_step: int, gamma: float) -> None:
+        """Write ``count`` sampled transitions into rows ``[start, start + count)`` of ``batch``
+        (a batch from :meth:`empty_batch`)."""
+        if len(self) == 0:
+            raise ValueError("cannot sample from an empty ReplayBuffer")
+        if n_step < 1:
+            raise ValueError(f"n_step must be at least 1, got {n_step}")
+        if not batch._arrays:
+            raise ValueError("can only fill a CPU batch made by empty_batch()")
+        arrays, rows, capacity = batch._arrays, slice(start, start + count), self.capacity
+        powers = gamma ** np.arange(n_step + 1)
+        here = rng.integers(self._start, self._end, size=count) % capacity  # ring slots
+        remaining = self._remaining[here]
+        n_valid = np.minimum(remaining, n_step)  # n' ∈ [1, n]: steps until the window leaves the episode
+        if n_step == 1:
+            arrays["reward"][rows] = self._reward[here]
+        else:
+            offsets = np.arange(n_step)
+            rewards = self._reward[(here[:, None] + offsets) % capacity]  # (B, n); past the end: masked
+            arrays["reward"][rows] = np.where(offsets < n_valid[:, None], rewards, 0.0) @ powers[:-1]
+        terminated = self._terminated[(here + n_valid - 1) % capacity]
+        arrays["discount"][rows] = powers[n_valid] * ~terminated
+        there = (here + n_valid) % capacity
+        at_end = np.flatnonzero(remaining <= n_step)  # next_obs is the episode's final observation
+        final_slot = self._step_episode[here[at_end]] % self._episode_capacity
+        np.take(self._packed, here, axis=0, out=arrays["obs"][rows], mode="clip")
+        next_rows = arrays["next_obs"][rows]
+        np.take(self._packed, there, axis=0, out=next_rows, mode="clip")
+        next_rows[at_end] = self._final_packed[final_slot]
+        for key, ring in self._separate.items():
+            np.take(ring, here, axis=0, out=arrays[f"obs/{key}"][rows], mode="clip")
+            next_rows = arrays[f"next_obs/{key}"][rows]
+            np.take(ring, there, axis=0, out=next_rows, mode="clip")
+            next_rows[at_end] = self._final_separate[key][final_slot]
+
+
+class MixtureSampler:
+    """Batches drawn from several buffers with fixed per-source counts.
+
+    For batch size ``B`` and normalised weights ``w``, source ``i`` gets ``floor(B · w_i)`` rows;
+    the rows left over by rounding go to the sources with the largest fractional parts, ties
+    taken in an order that rotates by one source each time this happens (round-robin). The counts therefore
+    always sum to ``B``, are exact when ``B · w_i`` are integers (256 at 0.5/0.5 → 128 + 128) and
+    are the same sequence in every run. An empty source is an error unless ``skip_empty``, which
+    spreads its share over the others. Rows are ordered by source; all buffers must share obs
+    keys, dtypes and shapes.
+    """
+
+    def __init__(self, sources: Sequence[tuple[ReplayBuffer, float]], skip_empty: bool = False,
+                 names: Sequence[str] | None = None) -> None:
+        if not sources:
+            raise ValueError("MixtureSampler needs at least one (buffer, weight) source")
+        self.buffers = [buffer for buffer, _ in sources]
+        self.weights = np.array([float(weight) for _, weight in sources])
+        self.names = list(names) if names is not None else [f"source {i}" for i in range(len(sources))]
+        if len(self.names) != len(sources):
+            raise ValueError(f"{len(self.names)} names for {len(sources)} sources")
+        if not np.all(np.isfinite(self.weights)) or np.any(self.weights <= 0):
+            raise ValueError(f"mixture weights must be positive and finite, got {self.weights.tolist()}")
+        first = self.buffers[0]
+        for name, buffer in zip(self.names[1:], self.buffers[1:]):
+            if buffer.obs_keys != first.obs_keys or buffer.specs != first.specs:
+                raise ValueError(f"{name}: features differ from {self.names[0]}'s "
+                                 f"({buffer.specs} vs {first.specs})")
+        self.skip_empty = skip_empty
+        self._turn = 0
+
+    def counts(self, batch_size: int) -> np.ndarray:
+        """Rows per source for the next batch (advances the round-robin turn when rounding left
+        rows over)."""
+        active = np.array([len(buffer) > 0 for buffer in self.buffers])
+        if not active.all():
+            empty = [name for name, ok in zip(self.names, active) if not ok]
+            if not self.skip_empty:
+                raise ValueError(f"cannot sample: {', '.join(empty)} is empty (pass skip_empty=True to skip)")
+            if not active.any():
+                raise ValueError("cannot sample: every source is empty")
+        weights = np.where(active, self.weights, 0.0)
+        exact = batch_size * weights / weights.sum()
+        counts = np.floor(exact + 1e-9).astype(np.int64)
+        fraction = np.round(exact - counts, 9)
+        leftover = batch_size - int(counts.sum())
+        if leftover:
+            order = np.roll(np.flatnonzero(active), -self._turn)  # round-robin tie order
+            ranked = order[np.argsort(-fraction[order], kind="stable")]
+            counts[ranked[:leftover]] += 1
+            self._turn += 1
+        return counts
+
+    def sample(self, batch_size: int, rng: np.random.Generator, n_step: int = 1, gamma: float = 0.99,
+               out: Batch | None = None) -> Batch:
+        """One batch with :meth:`counts` rows from each source, in source order."""
+        counts = self.counts(batch_size)
+        batch = self.buffers[0].empty_batch(batch_size) if out is None else out
+        if len(batch) != batch_size:
+            raise ValueError(f"out holds {len(batch)} transitions, batch_size is {batch_size}")
+        start = 0
+        for buffer, count in zip(self.buffers, counts.tolist()):
+            if count:
+                buffer.fill(batch, start, count, rng, n_step, gamma)
+            start += count
+        device = self.buffers[0].device
+        return batch if device.type == "cpu" else batch.to(device)
+
+
+def _write_ring(ring: np.ndarray, first: int, values: np.ndarray) -> None:
+    """``ring[first:first + len(values)] = values``, wrapping around the end of ``ring``."""
+    head = min(len(values), len(ring) - first)
+    ring[first: first + head] = values[:head]
+    ring[: len(values) - head] = values[head:]
+
+
+def _blocks(lengths: np.ndarray, block_steps: int) -> np.ndarray:
+    """Start indices splitting consecutive episodes into groups of about ``block_steps`` steps."""
+    if not len(lengths):
+        return np.zeros(0, np.int64)
+    group = (np.cumsum(lengths) - lengths) // max(1, block_steps)
+    return np.flatnonzero(np.diff(group, prepend=-1))

@@ -1,0 +1,203 @@
+"""Learner maths on small hand-checkable cases."""
+
+from __future__ import annotations
+
+import io
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+from torch import nn
+
+from robot_rl.agents import SAC, TD3, AgentConfig, make_agent
+from robot_rl.agents.base import polyak_update, subset_min
+from robot_rl.agents.networks import EnsembleLinear, EnsembleQ, SquashedGaussianActor
+
+OBS = spaces.Box(-np.inf, np.inf, (5,), np.float32)
+ACT = spaces.Box(-1.0, 1.0, (2,), np.float32)
+
+
+def batch(size: int = 8, seed: int = 0) -> SimpleNamespace:
+    g = torch.Generator().manual_seed(seed)
+    return SimpleNamespace(obs=torch.randn(size, 5, generator=g), action=torch.rand(size, 2, generator=g) * 2 - 1,
+                           reward=torch.randn(size, generator=g), next_obs=torch.randn(size, 5, generator=g),
+                           discount=torch.full((size,), 0.9))
+
+
+class ConstantQ(nn.Module):
+    """Critic stand-in returning fixed per-member values (unit test of the target maths only)."""
+
+    def __init__(self, values: list[float]) -> None:
+        super().__init__()
+        self.values = torch.tensor(values)
+
+    def forward(self, obs, action):
+        return self.values[:, None].expand(len(self.values), obs.shape[0])
+
+
+def test_ensemble_linear_matches_independent_linears():
+    torch.manual_seed(0)
+    layer = EnsembleLinear(4, 3, 5)
+    x = torch.randn(7, 3)
+    expected = torch.stack([x @ layer.weight[i] + layer.bias[i] for i in range(4)])
+    torch.testing.assert_close(layer(x), expected)
+    x3 = torch.randn(4, 7, 3)
+    torch.testing.assert_close(layer(x3), torch.stack([x3[i] @ layer.weight[i] + layer.bias[i] for i in range(4)]))
+
+
+def test_ensemble_members_are_independent():
+    """Gradient of member 0's output touches only member 0's weights."""
+    q = EnsembleQ(3, 5, 2, (16, 16), layer_norm=True)
+    out = q(torch.randn(4, 5), torch.randn(4, 2))
+    assert out.shape == (3, 4)
+    out[0].sum().backward()
+    first = q.net[0].weight.grad
+    assert first[0].abs().sum() > 0 and first[1:].abs().sum() == 0
+    assert not torch.allclose(q.net[0].weight[0], q.net[0].weight[1])
+
+
+def test_subset_min_hand_case():
+    q = torch.tensor([[3.0, 1.0], [2.0, 5.0], [4.0, 0.5]])  # (E=3, B=2)
+    assert torch.equal(subset_min(q, 3), torch.tensor([2.0, 0.5]))
+    seen = set()
+    for seed in range(30):
+        g = torch.Generator().manual_seed(seed)
+        members = torch.randperm(3, generator=torch.Generator().manual_seed(seed))[:2]
+        result = subset_min(q, 2, generator=g)
+        assert torch.equal(result, q[members].min(dim=0).values)
+        assert torch.all(result >= q.min(dim=0).values)
+        seen.add(tuple(sorted(members.tolist())))
+    assert len(seen) == 3  # every pair gets drawn
+
+
+def test_sac_td_target_hand_case():
+    """y = r + d (min over the subset of target Q − α log π(a'|s'))."""
+    agent = SAC(OBS, ACT, AgentConfig(ensemble_size=2, subset_size=2, init_temperature=0.5, hidden_sizes=(8,)))
+    agent.critic_target = ConstantQ([2.0, 3.0])
+    agent.actor = lambda obs: (torch.zeros(obs.shape[0], 2), torch.full((obs.shape[0],), -1.0))
+    b = SimpleNamespace(next_obs=torch.zeros(2, 5), reward=torch.tensor([1.0, 0.0]), discount=torch.tensor([0.9, 0.0]))
+    # 1 + 0.9 * (2 − 0.5 · (−1)) = 3.25 ; terminal: 0 + 0 = 0
+    torch.testing.assert_close(agent.td_target(b), torch.tensor([3.25, 0.0]))
+
+
+def test_td3_target_smoothing_and_ddpg():
+    cfg = AgentConfig(algo="td3", hidden_sizes=(8,), policy_noise=10.0, noise_clip=0.5)
+    agent = TD3(OBS, ACT, cfg)
+    agent.critic_target = ConstantQ([1.0, -1.0])
+    b = SimpleNamespace(next_obs=torch.zeros(3, 5), reward=torch.ones(3), discount=torch.full((3,), 0.5))
+    torch.testing.assert_close(agent.td_target(b), torch.full((3,), 0.5))  # 1 + 0.5 · min(1, −1)
+    captured = {}
+
+    def recording_critic(obs, action):
+        captured["a"] = action
+        return torch.zeros(2, obs.shape[0])
+
+    agent.critic_target = recording_critic
+    agent.actor_target = lambda obs: torch.zeros(obs.shape[0], 2)
+    agent.td_target(b)
+    assert captured["a"].abs().max() <= 0.5 + 1e-6  # smoothing noise clipped to ±noise_clip
+    assert captured["a"].abs().max() > 0.3  # and actually applied
+    ddpg = make_agent(OBS, ACT, AgentConfig(algo="ddpg", ensemble_size=1, subset_size=1, policy_noise=0.0, hidden_sizes=(8,)))
+    assert ddpg.critic.ensemble_size == 1
+    obs = np.zeros(5, np.float32)
+    torch.manual_seed(0)
+    assert np.array_equal(ddpg.act(obs, deterministic=True), ddpg.act(obs, deterministic=True))
+
+
+def test_critic_loss_is_sum_of_member_mse():
+    agent = SAC(OBS, ACT, AgentConfig(ensemble_size=3, subset_size=2, hidden_sizes=(8,)))
+    b = batch()
+    target = torch.randn(8)
+    q = agent.critic(b.obs, b.action)
+    expected = sum(((q[i] - target) ** 2).mean() for i in range(3))
+    torch.testing.assert_close(agent.critic_loss(b, target), expected)
+
+
+def test_polyak_update_exact():
+    online, target = nn.Linear(2, 2), nn.Linear(2, 2)
+    before = [p.detach().clone() for p in target.parameters()]
+    polyak_update(target, online, 0.25)
+    for new, old, src in zip(target.parameters(), before, online.parameters()):
+        torch.testing.assert_close(new, 0.75 * old + 0.25 * src)
+
+
+def test_squashed_gaussian_log_prob_matches_torch_distributions():
+    torch.manual_seed(0)
+    actor = SquashedGaussianActor(5, 2, (16,))
+    obs = torch.randn(64, 5)
+    torch.manual_seed(1)
+    action, log_prob = actor(obs)
+    mean, log_std = actor.net(obs).chunk(2, dim=-1)
+    dist = torch.distributions.TransformedDistribution(
+        torch.distributions.Normal(mean, log_std.clamp(-5, 2).exp()), [torch.distributions.TanhTransform(cache_size=1)])
+    torch.manual_seed(1)
+    reference = dist.rsample()
+    torch.testing.assert_close(action, reference)
+    torch.testing.assert_close(log_prob, dist.log_prob(reference).sum(-1), rtol=1e-4, atol=1e-4)
+    assert torch.all(action.abs() < 1)
+
+
+def test_temperature_moves_towards_target_entropy():
+    """If the policy's entropy is below the target, α must grow; above it, α must shrink."""
+    for target_entropy, grows in ((100.0, True), (-100.0, False)):
+        agent = SAC(OBS, ACT, AgentConfig(hidden_sizes=(8,), target_entropy=target_entropy, alpha_lr=0.1))
+        before = agent.alpha.item()
+        for _ in range(5):
+            agent.update_actor_and_temperature(batch())
+        assert (agent.alpha.item() > before) == grows
+
+
+def test_actor_step_leaves_critics_untouched():
+    agent = SAC(OBS, ACT, AgentConfig(hidden_sizes=(8,)))
+    critic_before = [p.detach().clone() for p in agent.critic.parameters()]
+    agent.update_actor_and_temperature(batch())
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in agent.critic.parameters())
+    for p, q in zip(agent.critic.parameters(), critic_before):
+        assert torch.equal(p, q)
+
+
+@pytest.mark.parametrize("algo,n,m", [("sac", 2, 2), ("sac", 10, 2), ("td3", 2, 2)])
+def test_update_reduces_critic_error_on_fixed_batch(algo, n, m):
+    """Repeated updates on one batch drive the TD error down (the step really learns)."""
+    torch.manual_seed(0)
+    agent = make_agent(OBS, ACT, AgentConfig(algo=algo, ensemble_size=n, subset_size=m, hidden_sizes=(32, 32),
+                                             critic_lr=3e-3, tau=1.0))
+    b = batch(64)
+    b.discount = torch.zeros(64)  # pure regression onto the rewards
+    first = agent.update(b)["critic_loss"]
+    for _ in range(150):
+        last = agent.update(b)["critic_loss"]
+    assert last < 0.1 * first
+    assert agent.updates == 151
+
+
+def test_checkpoint_round_trip_weights_only():
+    cfg = AgentConfig(hidden_sizes=(16,), ensemble_size=4, subset_size=2, layer_norm=True, dropout=0.1)
+    agent = SAC(OBS, ACT, cfg)
+    for _ in range(3):
+        agent.update(batch())
+    buffer = io.BytesIO()
+    torch.save(agent.state_dict(), buffer)
+    buffer.seek(0)
+    restored = SAC(OBS, ACT, cfg)
+    restored.load_state_dict(torch.load(buffer, weights_only=True))
+    obs = np.ones(5, np.float32)
+    assert np.array_equal(agent.act(obs, deterministic=True), restored.act(obs, deterministic=True))
+    assert restored.updates == 3 and math.isclose(restored.alpha.item(), agent.alpha.item())
+    torch.manual_seed(5)
+    m1 = agent.update(batch(seed=3))
+    torch.manual_seed(5)
+    m2 = restored.update(batch(seed=3))
+    assert m1 == m2  # optimiser state restored too
+
+
+def test_config_rejects_impossible_ensembles():
+    from robot_rl.config import ConfigError
+
+    with pytest.raises(ConfigError, match="subset_size"):
+        AgentConfig(ensemble_size=2, subset_size=3)
+    with pytest.raises(ConfigError, match="dropout"):
+        AgentConfig(dropout=1.5)
