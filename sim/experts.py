@@ -199,18 +199,20 @@ class PickExpert(ScriptedExpert):
         super().reset()
         self._last_width = np.inf
 
-    def _grasp_yaw(self, cube_quat: np.ndarray) -> float:
-        """Tool yaw that puts the finger pads on two cube faces (cube yaw modulo 90°)."""
+    def _grasp_yaw(self, observation: Observation) -> float:
+        """Tool yaw that puts the finger pads on two cube faces: of the cube's yaws modulo 90°,
+        the one nearest the tool's yaw (so the choice does not flip near ±45°)."""
         if not self.use_yaw:
             return 0.0
-        x_axis = quat_to_matrix(cube_quat)[:, 0]
-        yaw = float(np.arctan2(x_axis[1], x_axis[0]))
-        return float((yaw + np.pi / 4) % (np.pi / 2) - np.pi / 4)
+        x_axis = quat_to_matrix(observation["cube_quat"].astype(float))[:, 0]
+        tool_yaw = yaw_of_top_down(observation["ee_quat"])
+        turn = float(np.arctan2(x_axis[1], x_axis[0])) - tool_yaw
+        return tool_yaw + float((turn + np.pi / 4) % (np.pi / 2) - np.pi / 4)
 
     def act(self, observation: Observation) -> np.ndarray:
         ee, cube, goal = observation["ee_pos"], observation["cube_pos"], observation["goal_pos"]
         width = float(observation["gripper_width"][0])
-        yaw = self._grasp_yaw(observation["cube_quat"])
+        yaw = self._grasp_yaw(observation)
         grasp_point = cube + np.array([0.0, 0.0, self.grasp_depth])
         if self.phase in (self.Phase.GRASP, self.Phase.CARRY) and np.linalg.norm(ee - cube) > 0.03:
             self.phase = self.Phase.APPROACH  # lost the cube

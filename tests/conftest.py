@@ -23,11 +23,13 @@ TASKS = tuple(ENV_IDS)
 
 @pytest.fixture
 def make_env():
-    """``make_env(task_or_id, **kwargs)`` → ``gymnasium.make(...)``; every env is closed afterwards."""
+    """``make_env(task_or_id, **kwargs)`` → ``gymnasium.make(...)`` with a seeded action space (so
+    ``action_space.sample()`` is reproducible); every env is closed afterwards."""
     envs: list[gym.Env] = []
 
     def _make(task_or_id: str, **kwargs) -> gym.Env:
         env = gym.make(ENV_IDS.get(task_or_id, task_or_id), **kwargs)
+        env.action_space.seed(len(envs))
         envs.append(env)
         return env
 

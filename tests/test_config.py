@@ -68,6 +68,7 @@ def test_overrides_reach_the_environment():
         assert env.unwrapped.config.task.reward_type == "sparse"
         assert env.unwrapped.dt == pytest.approx(0.05)
         env.reset(seed=0)
+        env.action_space.seed(0)
         steps = 0
         truncated = terminated = False
         while not (truncated or terminated):

@@ -391,3 +391,27 @@ def test_terminate_on_success(make_env):
         if terminated:
             break
     assert terminated and reward == 1.0
+
+
+# --------------------------------------------------------------------------- wrappers
+def test_flatten_state_wrapper(make_env):
+    from robot_rl.envs import FlattenState
+
+    env = FlattenState(make_env("push"))
+    obs, _ = env.reset(seed=0)
+    # 7 + 7 joint pos/vel, ee_pos 3, ee_quat 4, gripper 1, cube pos 3 + quat 4, goal 3.
+    assert obs.shape == env.observation_space.shape == (32,)
+    assert obs.dtype == np.float32
+    assert env.observation_space.contains(obs)
+    raw = env.unwrapped._observe(env.unwrapped._state)
+    np.testing.assert_array_equal(obs, np.concatenate([raw[k].ravel() for k in env.keys]))
+    assert env.keys == sorted(env.keys)
+
+
+def test_flatten_state_keeps_images(make_env):
+    from robot_rl.envs import FlattenState
+
+    env = FlattenState(make_env("reach", images=True))
+    obs, _ = env.reset(seed=0)
+    assert set(obs) == {"state", "image_scene", "image_wrist"}
+    assert obs["state"].shape == (25,) and obs["image_wrist"].shape == (128, 128, 3)

@@ -22,14 +22,16 @@ _REPLAY_NAMES = ("Batch", "MixtureSampler", "ReplayBuffer")
 
 __all__ = [
     "SOURCES",
+    "Batch",
     "Episode",
     "EpisodeStore",
     "FeatureSpec",
+    "MixtureSampler",
+    "ReplayBuffer",
     "SpecMismatchError",
     "StoreError",
     "features_from_spaces",
     "store_info",
-    *_REPLAY_NAMES,
 ]
 
 

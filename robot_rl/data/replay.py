@@ -1,7 +1,9 @@
 """RAM tier of the replay: preallocated numpy rings sampled into torch batches.
 
-``ReplayBuffer`` keeps the most recent steps in a ring of ``capacity`` steps (one preallocated
-array per feature). Eviction is FIFO with whole-episode granularity: adding an episode first
+``ReplayBuffer`` keeps the most recent steps in a ring of ``capacity`` preallocated steps (the
+float32 low-dim observations and the action packed as columns of one matrix, so a single gather
+serves them all; images and other dtypes in arrays of their own). Eviction is FIFO with
+whole-episode granularity: adding an episode first
 drops the oldest episodes until it fits, so every stored step belongs to a complete episode and
 its n-step window and final observation are always available. Final observations (the
 observation after an episode's last action) live in a per-episode ring that grows on demand.
@@ -296,9 +298,9 @@ class MixtureSampler:
 
     For batch size ``B`` and normalised weights ``w``, source ``i`` gets ``floor(B · w_i)`` rows;
     the rows left over by rounding go to the sources with the largest fractional parts, ties
-    taken in an order that rotates by one source each time this happens (round-robin). The counts therefore
-    always sum to ``B``, are exact when ``B · w_i`` are integers (256 at 0.5/0.5 → 128 + 128) and
-    are the same sequence in every run. An empty source is an error unless ``skip_empty``, which
+    taken in an order that rotates by one source each time this happens (round-robin). The
+    counts therefore always sum to ``B``, are exact when ``B · w_i`` are integers (256 at
+    0.5/0.5 → 128 + 128) and are the same sequence in every run. An empty source is an error unless ``skip_empty``, which
     spreads its share over the others. Rows are ordered by source; all buffers must share obs
     keys, dtypes and shapes.
     """

@@ -28,8 +28,9 @@ a rename, so no file is ever seen half written and committed rows of a rewritten
 are always intact. Opening trusts only the commit record: arrays longer than it are trimmed
 (mode ``"a"``) or viewed only up to it (mode ``"r"``), and leftover ``*.partial`` files are
 removed. Everything not committed when a process dies (queued episodes, the episode in flight)
-is lost, nothing else. Data chunks are not ``fsync``-ed (about 4 ms per file), so across a power
-loss only the commit file itself is durable.
+is lost, nothing else. These guarantees cover the death of the process (kill, crash, OOM).
+Only the commit file is ``fsync``-ed, not the chunk files (about 4 ms per file), so they do not
+extend to a power loss of the host.
 
 One process writes at a time: mode ``"a"`` takes an exclusive ``flock`` on the store directory
 (released by the kernel if the writer dies).
@@ -47,7 +48,7 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -68,10 +69,14 @@ EPISODE_TABLES: dict[str, str] = {
     "seed": "int64",
     "task": "int16",
 }
-META_CHUNK = 2**16
+EPISODE_ENDS_CHUNK = 2**16  # fixed: meta/episode_ends is never rechunked
+TABLE_CHUNK = 4096  # other per-episode arrays; a commit rewrites their last chunk, so keep it small
 LOWDIM_CHUNK = 8192
 IMAGE_CHUNK = 8
-RESERVE_ROWS = 4096  # rows (at least one chunk) allocated ahead of the data when an array grows
+# When an array must grow, it is allocated this far ahead of the data (whole chunks, at least
+# one and at most RESERVE_CHUNKS of them), so most commits rewrite no array metadata.
+RESERVE_ROWS = 4096
+RESERVE_CHUNKS = 64
 # Store every written chunk: skips Zarr's all-fill-value scan and keeps the files predictable.
 _ARRAY_CONFIG = {"write_empty_chunks": True}
 RESERVED_ATTRS = frozenset({"format", "schema_version", "features", "obs_keys", "sources", "tasks", "commit"})
@@ -164,7 +169,6 @@ class _Job:
     final_obs: dict[str, np.ndarray]
     row: dict[str, int | bool]
     tasks: list[str]
-    done: threading.Event = field(default_factory=threading.Event)
 
 
 class _EpisodeBuffer:
@@ -339,10 +343,11 @@ class EpisodeStore:
                 data.create_array(name, shape=(0, *spec.shape), dtype=spec.dtype,
                                   chunks=(_chunk_rows(spec), *spec.shape), compressors=_compressors(spec))
             for name, dtype in EPISODE_TABLES.items():
-                meta.create_array(name, shape=(0,), dtype=dtype, chunks=(META_CHUNK,))
+                rows = EPISODE_ENDS_CHUNK if name == "episode_ends" else TABLE_CHUNK
+                meta.create_array(name, shape=(0,), dtype=dtype, chunks=(rows,))
             for key in obs_keys:
                 spec = features[key]
-                rows = 1 if spec.is_image else META_CHUNK  # one new file per final image, never rewritten
+                rows = 1 if spec.is_image else TABLE_CHUNK  # one new file per final image, never rewritten
                 meta.create_array(f"final_{key}", shape=(0, *spec.shape), dtype=spec.dtype,
                                   chunks=(rows, *spec.shape), compressors=_compressors(spec))
             document = _read_json(staging / "zarr.json")
@@ -703,7 +708,7 @@ class EpisodeStore:
                         row = {**job.row, "episode_ends": self._commit.n_steps + job.row["length"]}
                         loop.run_until_complete(self._write_episode(job, row))
                         self._publish(job, row)
-                except BaseException as exc:  # reported on the caller's thread by _raise_writer_error
+                except Exception as exc:  # reported on the caller's thread by _raise_writer_error
                     self._error = exc
                 finally:
                     self._queue.task_done()
@@ -815,12 +820,13 @@ class EpisodeStore:
 
 
 async def _append(array: zarr.Array, start: int, values: np.ndarray) -> None:
-    """Write ``values`` at rows ``[start, start + len)``, first growing the array by whole chunks
-    (:data:`RESERVE_ROWS` ahead) if it is too short."""
+    """Write ``values`` at rows ``[start, start + len)``, first growing the array (see
+    :data:`RESERVE_ROWS`) if it is too short."""
     end = start + len(values)
     if end > array.shape[0]:
         chunk = array.chunks[0]
-        rows = -(-(end + RESERVE_ROWS) // chunk) * chunk
+        reserve = min(max(RESERVE_ROWS, chunk), RESERVE_CHUNKS * chunk)
+        rows = -(-(end + reserve) // chunk) * chunk
         await array.async_array.resize((rows, *array.shape[1:]))
     await array.async_array.setitem(slice(start, end), values)
 
