@@ -4,8 +4,11 @@ ArmEnv = robot + task + command limits + control rate. It never imports MuJoCo o
 robot is built by :func:`make_robot` (lazily importing the simulator) or passed in.
 
 Action (``ee_delta``, default): ``[dx, dy, dz, (dyaw,) gripper]`` in ``[-1, 1]``. The tool target
-is the current tool position plus ``position_scale · (dx, dy, dz)``, clipped to the workspace
-box; the tool points down, with yaw (rad about world z) changed by ``yaw_scale · dyaw``.
+moves by ``position_scale · (dx, dy, dz)``, clipped to the workspace box; the tool points down,
+with yaw (rad about world z) changed by ``yaw_scale · dyaw``. Deltas accumulate on the previous
+target while the arm tracks it within ``target_anchor_tolerance`` (so a zero action holds still
+despite the controller's static sag) and restart from the measured pose otherwise (so a target
+blocked by contact never winds up).
 ``gripper`` −1 opens fully, +1 closes fully (an absolute width command).
 Action (``joint_delta``): 7 joint-position deltas scaled by ``joint_scale`` rad, then gripper.
 
@@ -80,6 +83,7 @@ class ArmEnv(gym.Env):
                 vectors[f"image_{cam}"] = spaces.Box(0, 255, shape=(obs_cfg.image_height, obs_cfg.image_width, 3), dtype=np.uint8)
         self.observation_space = spaces.Dict(vectors)
         self._yaw_target = 0.0
+        self._position_target = np.zeros(3)
         self._state: RobotState | None = None
         self._steps = 0
 
@@ -94,6 +98,7 @@ class ArmEnv(gym.Env):
         request = self.task.sample_reset(self.np_random, self.robot.spec.home, self.config.robot.home_noise)
         self._state = self._checked(self.robot.reset(request))
         self._yaw_target = yaw_of_top_down(self._state.ee_quat) if self.config.control.use_yaw else 0.0
+        self._position_target = self._state.ee_pos.copy()
         self._steps = 0
         _, success = self.task.progress(self._state)
         return self._observe(self._state), {"is_success": success}
@@ -132,12 +137,18 @@ class ArmEnv(gym.Env):
         if control.action_mode == "joint_delta":
             target = np.clip(state.joint_pos + control.joint_scale * action[:-1], spec.joint_lower, spec.joint_upper)
             return JointCommand(target, gripper_width)
-        position = np.clip(state.ee_pos + control.position_scale * action[:3], self._workspace_low, self._workspace_high)
+        tolerance = control.target_anchor_tolerance
+        anchor = (self._position_target if np.linalg.norm(self._position_target - state.ee_pos) <= tolerance
+                  else state.ee_pos)
+        self._position_target = np.clip(anchor + control.position_scale * action[:3],
+                                        self._workspace_low, self._workspace_high)
         if control.use_yaw:
             measured = yaw_of_top_down(state.ee_quat)
-            self._yaw_target = float(np.clip(wrap_angle(measured + control.yaw_scale * action[3]),
+            yaw_anchor = (self._yaw_target if abs(wrap_angle(self._yaw_target - measured)) <= 10 * tolerance
+                          else measured)
+            self._yaw_target = float(np.clip(wrap_angle(yaw_anchor + control.yaw_scale * action[3]),
                                              -control.yaw_limit, control.yaw_limit))
-        return EndEffectorCommand(position, top_down_quat(self._yaw_target), gripper_width)
+        return EndEffectorCommand(self._position_target, top_down_quat(self._yaw_target), gripper_width)
 
     def _checked(self, state: RobotState) -> RobotState:
         arrays = [state.joint_pos, state.joint_vel, state.ee_pos, state.ee_quat, [state.gripper_width],

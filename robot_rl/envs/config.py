@@ -41,6 +41,7 @@ class ControlConfig:
     yaw_scale: float = 0.25  # rad per step at action 1
     yaw_limit: float = 1.57  # |yaw| of the tool target, rad
     joint_scale: float = 0.1  # rad per step at action 1 (joint_delta)
+    target_anchor_tolerance: float = 0.005  # m (and 10× that in rad for yaw); see ArmEnv
     workspace_low: tuple[float, float, float] = (0.25, -0.35, 0.005)
     workspace_high: tuple[float, float, float] = (0.75, 0.35, 0.45)
 
