@@ -172,9 +172,13 @@ def parse_overrides(assignments: list[str] | tuple[str, ...]) -> dict[str, Any]:
             raise ConfigError(f"--set {assignment!r}: invalid value: {exc}") from None
         node = tree
         parts = key.strip().split(".")
-        for part in parts[:-1]:
+        if not all(parts):
+            raise ConfigError(f"--set {assignment!r}: empty key segment in {key!r}")
+        for depth, part in enumerate(parts[:-1]):
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
-                raise ConfigError(f"--set {assignment!r}: {part} is set both as a value and a section")
+                raise ConfigError(f"--set {assignment!r}: {'.'.join(parts[:depth + 1])} is set both as a value and a section")
+        if isinstance(node.get(parts[-1]), dict):
+            raise ConfigError(f"--set {assignment!r}: {key} is set both as a value and a section")
         node[parts[-1]] = value
     return tree

@@ -13,7 +13,7 @@ from gymnasium import spaces
 from torch import nn
 
 from robot_rl.agents import SAC, TD3, AgentConfig, make_agent
-from robot_rl.agents.base import polyak_update, subset_min
+from robot_rl.agents.base import polyak_update, subset_min_q
 from robot_rl.agents.networks import EnsembleLinear, EnsembleQ, SquashedGaussianActor
 
 OBS = spaces.Box(-np.inf, np.inf, (5,), np.float32)
@@ -33,9 +33,11 @@ class ConstantQ(nn.Module):
     def __init__(self, values: list[float]) -> None:
         super().__init__()
         self.values = torch.tensor(values)
+        self.ensemble_size = len(values)
 
-    def forward(self, obs, action):
-        return self.values[:, None].expand(len(self.values), obs.shape[0])
+    def forward(self, obs, action, members=None):
+        values = self.values if members is None else self.values[members]
+        return values[:, None].expand(len(values), obs.shape[0])
 
 
 def test_ensemble_linear_matches_independent_linears():
@@ -60,17 +62,25 @@ def test_ensemble_members_are_independent():
 
 
 def test_subset_min_hand_case():
-    q = torch.tensor([[3.0, 1.0], [2.0, 5.0], [4.0, 0.5]])  # (E=3, B=2)
-    assert torch.equal(subset_min(q, 3), torch.tensor([2.0, 0.5]))
+    critic = ConstantQ([3.0, 2.0, 4.0])
+    obs, action = torch.zeros(2, 5), torch.zeros(2, 2)
+    assert torch.equal(subset_min_q(critic, obs, action, 3), torch.tensor([2.0, 2.0]))
     seen = set()
     for seed in range(30):
-        g = torch.Generator().manual_seed(seed)
         members = torch.randperm(3, generator=torch.Generator().manual_seed(seed))[:2]
-        result = subset_min(q, 2, generator=g)
-        assert torch.equal(result, q[members].min(dim=0).values)
-        assert torch.all(result >= q.min(dim=0).values)
+        result = subset_min_q(critic, obs, action, 2, generator=torch.Generator().manual_seed(seed))
+        assert torch.equal(result, critic.values[members].min().expand(2))
         seen.add(tuple(sorted(members.tolist())))
     assert len(seen) == 3  # every pair gets drawn
+
+
+def test_subset_evaluation_matches_full_ensemble():
+    """Evaluating only members [3, 1] gives exactly rows 3 and 1 of the full ensemble's output."""
+    torch.manual_seed(0)
+    q = EnsembleQ(5, 5, 2, (16, 16), layer_norm=True, dropout=0.0)
+    obs, action = torch.randn(7, 5), torch.randn(7, 2)
+    members = torch.tensor([3, 1])
+    torch.testing.assert_close(q(obs, action, members), q(obs, action)[members])
 
 
 def test_sac_td_target_hand_case():
@@ -91,11 +101,12 @@ def test_td3_target_smoothing_and_ddpg():
     torch.testing.assert_close(agent.td_target(b), torch.full((3,), 0.5))  # 1 + 0.5 · min(1, −1)
     captured = {}
 
-    def recording_critic(obs, action):
-        captured["a"] = action
-        return torch.zeros(2, obs.shape[0])
+    class RecordingCritic(ConstantQ):
+        def forward(self, obs, action, members=None):
+            captured["a"] = action
+            return super().forward(obs, action, members)
 
-    agent.critic_target = recording_critic
+    agent.critic_target = RecordingCritic([0.0, 0.0])
     agent.actor_target = lambda obs: torch.zeros(obs.shape[0], 2)
     agent.td_target(b)
     assert captured["a"].abs().max() <= 0.5 + 1e-6  # smoothing noise clipped to ±noise_clip

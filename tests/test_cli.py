@@ -1,4 +1,4 @@
-"""The ``robot-rl`` command line, run as a real subprocess."""
+"""The ``robot-rl`` command line: end to end as a subprocess, and error paths through ``main(argv)``."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from importlib.metadata import entry_points
 import numpy as np
 import pytest
 from PIL import Image
+
+from robot_rl.cli import main
 
 
 def robot_rl(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -36,10 +38,11 @@ def test_help_lists_command_groups():
         assert option in sim_help.stdout
 
 
-def test_no_command_is_a_usage_error():
-    result = robot_rl()
-    assert result.returncode == 2
-    assert "usage: robot-rl" in result.stderr
+def test_no_command_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as info:
+        main([])
+    assert info.value.code == 2
+    assert "usage: robot-rl" in capsys.readouterr().err
 
 
 def test_sim_view_random_policy_writes_png(tmp_path):
@@ -60,32 +63,47 @@ def test_sim_view_random_policy_writes_png(tmp_path):
     assert summary["episodes"][0]["strip"] == str(strips[0])
 
 
+def test_bad_set_is_exit_code_2_with_message(tmp_path):
+    """End to end: the process exits with status 2 and one clear line on stderr."""
+    out = tmp_path / "o"
+    result = robot_rl("sim", "view", "--task", "reach", "--policy", "random", "--out", str(out),
+                      "--set", "control.position_scale=fast", timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("robot-rl: error: overrides: control.position_scale: "
+                                     "expected float, got str ('fast')")
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("assignment, message", [
     ("bogus", "--set 'bogus': expected KEY=VALUE"),
     ("control.bogus=1", "control.bogus: unknown key"),
-    ("control.position_scale=fast", "control.position_scale: expected float, got str ('fast')"),
+    ("task.reward_type=shaped", "task.reward_type: expected one of 'dense', 'sparse', got 'shaped'"),
 ])
-def test_bad_set_is_exit_code_2_with_message(tmp_path, assignment, message):
-    result = robot_rl("sim", "view", "--task", "reach", "--policy", "random", "--out", str(tmp_path / "o"),
-                      "--set", assignment, timeout=60)
-    assert result.returncode == 2
-    assert message in result.stderr
-    assert "Traceback" not in result.stderr
-    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+def test_bad_set_messages(tmp_path, capsys, assignment, message):
+    code = main(["sim", "view", "--task", "reach", "--policy", "random", "--out", str(tmp_path / "o"),
+                 "--set", assignment])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("robot-rl: error: ") and message in err
+    assert "Traceback" not in err
 
 
-def test_bad_config_file_names_the_file(tmp_path):
+def test_bad_config_file_names_the_file(tmp_path, capsys):
     config = tmp_path / "env.yaml"
     config.write_text("control:\n  pos_scale: 0.1\n")
-    result = robot_rl("sim", "view", "--task", "reach", "--config", str(config), "--out", str(tmp_path / "o"),
-                      timeout=60)
-    assert result.returncode == 2
-    assert str(config) in result.stderr and "control.pos_scale" in result.stderr
-    assert "Traceback" not in result.stderr
+    code = main(["sim", "view", "--task", "reach", "--config", str(config), "--out", str(tmp_path / "o")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert str(config) in err and "control.pos_scale: unknown key" in err
 
 
-def test_unknown_task_is_exit_code_2(tmp_path):
-    result = robot_rl("sim", "view", "--task", "fly", "--out", str(tmp_path / "o"), timeout=60)
-    assert result.returncode == 2
-    assert "unknown task 'fly'" in result.stderr
-    assert "Traceback" not in result.stderr
+def test_unknown_task_is_exit_code_2(tmp_path, capsys):
+    code = main(["sim", "view", "--task", "fly", "--out", str(tmp_path / "o")])
+    assert code == 2
+    assert "unknown task 'fly'" in capsys.readouterr().err
+
+
+def test_experts_command_rejects_joint_actions(capsys):
+    code = main(["sim", "experts", "--tasks", "reach", "--episodes", "1", "--set", "control.action_mode=joint_delta"])
+    assert code == 2
+    assert "action_mode=ee_delta" in capsys.readouterr().err

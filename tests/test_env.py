@@ -79,10 +79,10 @@ def test_dt_and_model(make_env):
 
 
 @pytest.mark.parametrize("task, keys", [
-    ("reach", {"goal_pos"}),
-    ("push", {"cube_pos", "cube_quat", "goal_pos"}),
-    ("pick", {"cube_pos", "cube_quat", "goal_pos"}),
-    ("peg", {"peg_pos", "peg_quat", "hole_pos"}),
+    ("reach", {"goal_pos", "goal_offset"}),
+    ("push", {"cube_pos", "cube_quat", "goal_pos", "cube_offset", "goal_offset"}),
+    ("pick", {"cube_pos", "cube_quat", "goal_pos", "cube_offset", "goal_offset"}),
+    ("peg", {"peg_pos", "peg_quat", "hole_pos", "hole_offset"}),
 ])
 def test_observation_keys_and_reset_info(make_env, task, keys):
     env = make_env(task)
@@ -96,6 +96,14 @@ def test_observation_keys_and_reset_info(make_env, task, keys):
     goal_key = "hole_pos" if task == "peg" else "goal_pos"
     marker = "hole" if task == "peg" else "goal"
     np.testing.assert_allclose(obs[goal_key][:2], state.objects[marker][:2], atol=1e-6)
+    # Offsets are the differences of the reported positions.
+    if task == "reach":
+        np.testing.assert_allclose(obs["goal_offset"], obs["goal_pos"] - obs["ee_pos"], atol=1e-6)
+    elif task in ("push", "pick"):
+        np.testing.assert_allclose(obs["cube_offset"], obs["cube_pos"] - obs["ee_pos"], atol=1e-6)
+        np.testing.assert_allclose(obs["goal_offset"], obs["goal_pos"] - obs["cube_pos"], atol=1e-6)
+    else:
+        np.testing.assert_allclose(obs["hole_offset"], obs["hole_pos"] - env.unwrapped.task.peg_tip(state), atol=1e-6)
 
 
 def test_reset_starts_near_home_with_tool_down(make_env):
@@ -397,21 +405,28 @@ def test_terminate_on_success(make_env):
 def test_flatten_state_wrapper(make_env):
     from robot_rl.envs import FlattenState
 
-    env = FlattenState(make_env("push"))
+    inner = make_env("push")
+    env = FlattenState(inner)
     obs, _ = env.reset(seed=0)
-    # 7 + 7 joint pos/vel, ee_pos 3, ee_quat 4, gripper 1, cube pos 3 + quat 4, goal 3.
-    assert obs.shape == env.observation_space.shape == (32,)
+    vector_keys = [k for k in inner.observation_space.spaces if not k.startswith("image_")]
+    size = sum(int(np.prod(inner.observation_space[k].shape)) for k in vector_keys)
+    assert size >= 32  # joints 7 + 7, ee_pos 3, ee_quat 4, gripper 1, cube 3 + 4, goal 3, ...
+    assert obs.shape == env.observation_space.shape == (size,)
     assert obs.dtype == np.float32
     assert env.observation_space.contains(obs)
     raw = env.unwrapped._observe(env.unwrapped._state)
+    assert env.keys == sorted(vector_keys)
     np.testing.assert_array_equal(obs, np.concatenate([raw[k].ravel() for k in env.keys]))
-    assert env.keys == sorted(env.keys)
 
 
 def test_flatten_state_keeps_images(make_env):
     from robot_rl.envs import FlattenState
 
-    env = FlattenState(make_env("reach", images=True))
+    inner = make_env("reach", images=True)
+    env = FlattenState(inner)
     obs, _ = env.reset(seed=0)
     assert set(obs) == {"state", "image_scene", "image_wrist"}
-    assert obs["state"].shape == (25,) and obs["image_wrist"].shape == (128, 128, 3)
+    size = sum(int(np.prod(space.shape)) for key, space in inner.observation_space.spaces.items()
+               if not key.startswith("image_"))
+    assert obs["state"].shape == (size,) and obs["image_wrist"].shape == (128, 128, 3)
+    assert env.observation_space.contains(obs)

@@ -218,7 +218,7 @@ def random_rollout_limits(env: gym.Env, seed: int, steps: int = 300):
 # 100 Hz with a velocity look-ahead (joint_delta); either way the arm is a dynamic system, so
 # momentum and contacts (table, objects) can carry the tool centre point slightly past the box
 # surface before the servo stops it. 1 cm is the allowed overshoot; the measured worst case over
-# these seeds is about 4-6 mm.
+# 12 seeds of 300 random actions is about 4 mm (joint_delta) and 6.5 mm (ee_delta).
 WORKSPACE_TOLERANCE = 0.01
 JOINT_TOLERANCE = 1e-3
 

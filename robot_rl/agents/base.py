@@ -62,13 +62,22 @@ def polyak_update(target: nn.Module, online: nn.Module, tau: float) -> None:
     torch._foreach_lerp_(list(target.parameters()), list(online.parameters()), tau)
 
 
-def subset_min(q_values: torch.Tensor, subset_size: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """min over a random subset of M ensemble members: ``(E, B)`` → ``(B,)`` (REDQ target)."""
-    ensemble_size = q_values.shape[0]
+def random_subset(ensemble_size: int, subset_size: int, device: torch.device,
+                  generator: torch.Generator | None = None) -> torch.Tensor | None:
+    """M distinct member indices drawn uniformly (REDQ's target subset); ``None`` means all members."""
     if subset_size == ensemble_size:
-        return q_values.min(dim=0).values
-    members = torch.randperm(ensemble_size, generator=generator, device="cpu")[:subset_size]
-    return q_values[members.to(q_values.device)].min(dim=0).values
+        return None
+    return torch.randperm(ensemble_size, generator=generator)[:subset_size].to(device)
+
+
+def subset_min_q(critic: nn.Module, obs: torch.Tensor, action: torch.Tensor, subset_size: int,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+    """min over a random subset of M ensemble members of Q_i(s, a) → ``(B,)``.
+
+    Only the M drawn members are evaluated, so a 10-critic REDQ target costs what a 2-critic one does.
+    """
+    members = random_subset(critic.ensemble_size, subset_size, obs.device, generator)
+    return critic(obs, action, members).min(dim=0).values
 
 
 class OffPolicyAgent(ABC):

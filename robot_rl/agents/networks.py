@@ -21,6 +21,7 @@ class EnsembleLinear(nn.Module):
     """E independent affine maps applied in one batched matmul.
 
     Input ``(B, in)`` (shared by all members) or ``(E, B, in)``; output ``(E, B, out)``.
+    ``members`` (indices) evaluates only those members, e.g. REDQ's random target subset.
     """
 
     def __init__(self, ensemble_size: int, in_features: int, out_features: int) -> None:
@@ -32,10 +33,11 @@ class EnsembleLinear(nn.Module):
         nn.init.uniform_(self.weight, -bound, bound)
         nn.init.uniform_(self.bias, -bound, bound)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, members: torch.Tensor | None = None) -> torch.Tensor:
+        weight, bias = (self.weight, self.bias) if members is None else (self.weight[members], self.bias[members])
         if x.dim() == 2:
-            return torch.matmul(x, self.weight) + self.bias
-        return torch.baddbmm(self.bias, x, self.weight)
+            return torch.matmul(x, weight) + bias
+        return torch.baddbmm(bias, x, weight)
 
 
 class EnsembleLayerNorm(nn.Module):
@@ -46,8 +48,9 @@ class EnsembleLayerNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(ensemble_size, 1, features))
         self.bias = nn.Parameter(torch.zeros(ensemble_size, 1, features))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.layer_norm(x, x.shape[-1:]) * self.weight + self.bias
+    def forward(self, x: torch.Tensor, members: torch.Tensor | None = None) -> torch.Tensor:
+        weight, bias = (self.weight, self.bias) if members is None else (self.weight[members], self.bias[members])
+        return F.layer_norm(x, x.shape[-1:]) * weight + bias
 
 
 class EnsembleQ(nn.Module):
@@ -74,8 +77,12 @@ class EnsembleQ(nn.Module):
         layers.append(EnsembleLinear(ensemble_size, width, 1))
         self.net = nn.Sequential(*layers)
 
-    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        return self.net(torch.cat([obs, action], dim=-1)).squeeze(-1)
+    def forward(self, obs: torch.Tensor, action: torch.Tensor, members: torch.Tensor | None = None) -> torch.Tensor:
+        """``(E, B)`` values, or ``(len(members), B)`` for a subset of members."""
+        x = torch.cat([obs, action], dim=-1)
+        for layer in self.net:
+            x = layer(x, members) if isinstance(layer, (EnsembleLinear, EnsembleLayerNorm)) else layer(x)
+        return x.squeeze(-1)
 
 
 def mlp(in_dim: int, hidden: Sequence[int], out_dim: int) -> nn.Sequential:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from robot_rl.agents.base import OffPolicyAgent, TransitionBatch, polyak_update, subset_min
+from robot_rl.agents.base import OffPolicyAgent, TransitionBatch, polyak_update, subset_min_q
 from robot_rl.agents.config import AgentConfig
 from robot_rl.agents.networks import SquashedGaussianActor
 
@@ -51,7 +51,7 @@ class SAC(OffPolicyAgent):
     def td_target(self, batch: TransitionBatch) -> torch.Tensor:
         next_obs = self.encoder(batch.next_obs)
         next_action, next_log_prob = self.actor(next_obs)
-        next_q = subset_min(self.critic_target(next_obs, next_action), self.config.subset_size)
+        next_q = subset_min_q(self.critic_target, next_obs, next_action, self.config.subset_size)
         return batch.reward + batch.discount * (next_q - self.alpha * next_log_prob)
 
     def update(self, batch: TransitionBatch) -> dict[str, float]:

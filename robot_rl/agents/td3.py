@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from robot_rl.agents.base import OffPolicyAgent, TransitionBatch, polyak_update, subset_min
+from robot_rl.agents.base import OffPolicyAgent, TransitionBatch, polyak_update, subset_min_q
 from robot_rl.agents.config import AgentConfig
 from robot_rl.agents.networks import DeterministicActor
 
@@ -45,7 +45,7 @@ class TD3(OffPolicyAgent):
             noise = (torch.randn_like(next_action) * self.config.policy_noise).clamp(-self.config.noise_clip,
                                                                                    self.config.noise_clip)
             next_action = (next_action + noise).clamp(-1.0, 1.0)
-        next_q = subset_min(self.critic_target(next_obs, next_action), self.config.subset_size)
+        next_q = subset_min_q(self.critic_target, next_obs, next_action, self.config.subset_size)
         return batch.reward + batch.discount * next_q
 
     def update(self, batch: TransitionBatch) -> dict[str, float]:
