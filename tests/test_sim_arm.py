@@ -7,10 +7,9 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from robot_rl.envs import ENV_IDS
 from robot_rl.geometry import top_down_quat, yaw_of_top_down
 from robot_rl.robot import EndEffectorCommand, JointCommand, ResetRequest, Robot
-from robot_rl.sim.sim_arm import GRIPPER_MAX_WIDTH, HOME
+from robot_rl.sim.sim_arm import HOME
 
 from conftest import orientation_error
 

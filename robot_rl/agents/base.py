@@ -109,6 +109,20 @@ class OffPolicyAgent(ABC):
     def update(self, batch: TransitionBatch) -> dict[str, float]:
         """One gradient step on the critics (and, on schedule, the actor); returns metrics."""
 
+    @abstractmethod
+    def td_target(self, batch: TransitionBatch) -> torch.Tensor:
+        """Bootstrapped regression target y, shape ``(B,)``."""
+
+    def update_critic(self, batch: TransitionBatch) -> dict[str, float]:
+        """One gradient step on Σ_i E[(Q_i(s, a) − y)²] towards :meth:`td_target`."""
+        target = self.td_target(batch)
+        critic_loss = self.critic_loss(batch, target)
+        self.critic_optimizer.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        self.critic_optimizer.step()
+        self.updates += 1
+        return {"critic_loss": critic_loss.item(), "td_target": target.mean().item()}
+
     def actor_q(self, q_values: torch.Tensor) -> torch.Tensor:
         """Reduce ``(E, B)`` critic values for the actor objective: min (clipped double-Q) or
         mean (REDQ; the min of many critics is too pessimistic for the policy gradient)."""

@@ -55,14 +55,8 @@ class SAC(OffPolicyAgent):
         return batch.reward + batch.discount * (next_q - self.alpha * next_log_prob)
 
     def update(self, batch: TransitionBatch) -> dict[str, float]:
-        target = self.td_target(batch)
-        critic_loss = self.critic_loss(batch, target)
-        self.critic_optimizer.zero_grad(set_to_none=True)
-        critic_loss.backward()
-        self.critic_optimizer.step()
+        metrics = self.update_critic(batch)
         polyak_update(self.critic_target, self.critic, self.config.tau)
-        self.updates += 1
-        metrics = {"critic_loss": critic_loss.item(), "td_target": target.mean().item()}
         if self.updates % self.config.actor_update_interval == 0:
             metrics.update(self.update_actor_and_temperature(batch))
         return metrics

@@ -49,13 +49,7 @@ class TD3(OffPolicyAgent):
         return batch.reward + batch.discount * next_q
 
     def update(self, batch: TransitionBatch) -> dict[str, float]:
-        target = self.td_target(batch)
-        critic_loss = self.critic_loss(batch, target)
-        self.critic_optimizer.zero_grad(set_to_none=True)
-        critic_loss.backward()
-        self.critic_optimizer.step()
-        self.updates += 1
-        metrics = {"critic_loss": critic_loss.item(), "td_target": target.mean().item()}
+        metrics = self.update_critic(batch)
         if self.updates % self.config.actor_update_interval == 0:
             metrics.update(self.update_actor(batch))
             polyak_update(self.critic_target, self.critic, self.config.tau)
