@@ -33,6 +33,10 @@ def train_command(args: argparse.Namespace) -> int:
         overrides = deep_merge(overrides, {"env": {"task": {"name": task_name(args.task)}}})
     if args.seeds:
         overrides = deep_merge(overrides, {"train": {"seeds": args.seeds}})
+    if args.demos:
+        overrides = deep_merge(overrides, {"demos": {"paths": [str(p) for p in args.demos]}})
+    if args.offline_steps is not None:
+        overrides = deep_merge(overrides, {"demos": {"offline_steps": args.offline_steps}})
     if args.resume:
         if args.run_dir is None or not (args.run_dir / "config.yaml").is_file():
             raise CommandError("--resume needs --run-dir pointing at an existing run (with config.yaml)")
@@ -122,13 +126,18 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
         "train", help="train a policy (default: SAC reaching on the simulated arm)",
         description="Train off-policy on an arm. With no arguments: SAC on RobotRL/ArmReach-v0 (dense reward), "
                     "a few minutes on a laptop CPU. Everything of the run (replay store *.zarr, checkpoints, "
-                    "CSV/TensorBoard logs, learning-curve PNG) lives under --run-dir.")
+                    "CSV/TensorBoard logs, learning-curve PNG) lives under --run-dir. With --demos: RLPD-style "
+                    "mixing (--algo rlpd), DDPGfD (--algo ddpgfd) or AWAC (--algo awac) from demonstrations.")
     train.add_argument("--config", type=Path, metavar="FILE", help="YAML with env/agent/train sections")
     train.add_argument("--set", dest="overrides", metavar="KEY=VALUE", nargs="+", action="extend", default=[],
                        help="override config values, e.g. --set agent.utd_ratio=4 env.task.reward_type=sparse")
     train.add_argument("--algo", choices=AGENT_PRESETS, help="agent preset from robot_rl/configs/agents")
     train.add_argument("--task", metavar="TASK", help="reach | push | pick | peg or a full env id")
     train.add_argument("--seeds", type=non_negative_int, nargs="+", help="one run per seed (default: 0)")
+    train.add_argument("--demos", type=Path, action="append", metavar="D.zarr",
+                       help="demonstration dataset (repeatable); mixed into minibatches at demos.ratio")
+    train.add_argument("--offline-steps", type=non_negative_int, metavar="K",
+                       help="gradient steps on the demonstrations alone before interaction")
     train.add_argument("--run-dir", type=Path, metavar="DIR", help="default: runs/<task>_<algo>_<time>")
     train.add_argument("--resume", action="store_true",
                        help="continue the run in --run-dir from its last checkpoint and replay store")

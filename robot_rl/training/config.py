@@ -16,7 +16,7 @@ from robot_rl.agents.config import AgentConfig
 from robot_rl.config import ConfigError, deep_merge, from_dict, read_yaml
 from robot_rl.envs.config import EnvConfig, task_config_path
 
-AGENT_PRESETS = ("sac", "redq", "droq", "td3", "ddpg")
+AGENT_PRESETS = ("sac", "redq", "droq", "td3", "ddpg", "rlpd", "ddpgfd", "awac")
 
 
 @dataclass(frozen=True)
@@ -40,10 +40,31 @@ class LoopConfig:
 
 
 @dataclass(frozen=True)
+class DemoConfig:
+    """Demonstration datasets (Zarr episode stores) and how the learner uses them."""
+
+    paths: tuple[str, ...] = ()
+    ratio: float = 0.5  # share of every minibatch drawn from demonstrations (RLPD: 0.5)
+    offline_steps: int = 0  # gradient steps on demonstrations alone before the first env step
+    rename: dict[str, str] = field(default_factory=dict)  # dataset feature name → env observation key
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.ratio < 1.0:
+            raise ConfigError(f"demos.ratio: must be in (0, 1), got {self.ratio}")
+        if self.offline_steps < 0:
+            raise ConfigError(f"demos.offline_steps: must be >= 0, got {self.offline_steps}")
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     env: EnvConfig = field(default_factory=EnvConfig)
     agent: AgentConfig = field(default_factory=AgentConfig)
     train: LoopConfig = field(default_factory=LoopConfig)
+    demos: DemoConfig = field(default_factory=DemoConfig)
+
+    def __post_init__(self) -> None:
+        if self.demos.offline_steps and not self.demos.paths:
+            raise ConfigError("demos.offline_steps: offline pre-training needs demonstrations (demos.paths / --demos)")
 
 
 def _resource(*parts: str) -> Path:

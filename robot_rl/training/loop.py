@@ -10,6 +10,12 @@ Resume rule: the replay store's commit record says how many environment steps ha
 checkpoint says what the learner knew. On ``--resume`` every committed episode is reloaded into
 the RAM tier, the learner restarts from its last checkpoint and the step counter continues from
 the store, so at most the episode in flight at the crash is lost.
+
+Demonstrations (``demos.paths``) are loaded into their own RAM buffer and used in one of two ways:
+mixed into every minibatch at ``demos.ratio`` (RLPD, AWAC, SAC), or, for DDPGfD, pinned inside
+one prioritised buffer with the online data. ``demos.offline_steps`` gradient steps on the
+demonstrations alone run before the first environment step; that phase checkpoints and resumes
+like the online one, and the same agent and optimisers carry on online.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from tqdm import tqdm
 
 from robot_rl.agents import OffPolicyAgent, make_agent
 from robot_rl.config import to_dict
-from robot_rl.data import EpisodeStore, ReplayBuffer, features_from_spaces
+from robot_rl.data import EpisodeStore, MixtureSampler, ReplayBuffer, features_from_spaces
 from robot_rl.envs import make_arm_env
 from robot_rl.training.checkpoint import load_checkpoint, save_checkpoint
 from robot_rl.training.config import TrainConfig
@@ -51,6 +57,7 @@ class Counters:
     episodes: int = 0
     next_eval: int = 0
     next_checkpoint: int = 0
+    offline_updates: int = 0
 
 
 def make_env(config: TrainConfig) -> gym.Env:
@@ -95,9 +102,9 @@ class Trainer:
         attrs = {"control_hz": config.env.control.control_hz, "task": config.env.task.name,
                  "env": to_dict(config.env), "robot": self.env.unwrapped.robot.spec.name}
         self.store = EpisodeStore.open_or_create(store_path, features, obs_keys, attrs)
-        self.replay = (ReplayBuffer.from_store(self.store, capacity=config.train.replay_capacity)
-                       if self.store.n_episodes else
-                       ReplayBuffer(features, obs_keys, config.train.replay_capacity))
+        self.demos = self._load_demos() if config.demos.paths else None
+        self.replay = self._make_replay(features, obs_keys)
+        self.sampler = self._make_sampler()
         self.agent = make_agent(self.env.observation_space, self.env.action_space, config.agent)
         self.counters = Counters(next_eval=config.train.eval_every, next_checkpoint=config.train.checkpoint_every)
         self.rng = np.random.default_rng(seed)
@@ -115,6 +122,45 @@ class Trainer:
         self._last_eval: dict[str, Any] = {}
         self._last_eval_step = -1
         self._metrics: dict[str, list[float]] = {}
+
+    # ------------------------------------------------------------------ data
+    def _load_demos(self) -> ReplayBuffer:
+        from robot_rl.data.compat import load_demonstrations
+
+        return load_demonstrations([Path(p) for p in self.config.demos.paths], self.env,
+                                   rename=self.config.demos.rename or None)
+
+    @property
+    def prioritized(self) -> bool:
+        return self.config.agent.algo == "ddpgfd"
+
+    def _make_replay(self, features, obs_keys) -> ReplayBuffer:
+        """The RAM tier of online experience, refilled from the store on resume. DDPGfD keeps the
+        demonstrations pinned inside the same prioritised buffer instead of a separate one."""
+        capacity = self.config.train.replay_capacity
+        if self.prioritized:
+            from robot_rl.data.prioritized import PrioritizedReplayBuffer
+
+            replay = PrioritizedReplayBuffer(features, obs_keys, capacity + (len(self.demos) if self.demos else 0))
+            if self.demos is not None:
+                replay.add_buffer(self.demos, is_demo=True)
+            if self.store.n_episodes:
+                replay.add_buffer(ReplayBuffer.from_store(self.store, capacity=capacity), is_demo=False)
+            return replay
+        if self.store.n_episodes:
+            return ReplayBuffer.from_store(self.store, capacity=capacity)
+        return ReplayBuffer(features, obs_keys, capacity)
+
+    def _make_sampler(self):
+        """Where minibatches come from: online replay, mixed with demonstrations at a fixed ratio."""
+        if self.demos is None or self.prioritized:
+            return self.replay
+        ratio = self.config.demos.ratio
+        return MixtureSampler([(self.replay, 1.0 - ratio), (self.demos, ratio)], skip_empty=True,
+                              names=["online replay", "demonstrations"])
+
+    def _available(self) -> int:
+        return len(self.replay) + (len(self.demos) if self.demos is not None and not self.prioritized else 0)
 
     # ------------------------------------------------------------------ checkpoints
     def _payload(self) -> dict[str, Any]:
@@ -147,6 +193,7 @@ class Trainer:
         bar = tqdm(total=cfg.total_steps, initial=min(self.counters.env_steps, cfg.total_steps),
                    desc=f"seed {self.seed}", unit="step", disable=not cfg.progress, dynamic_ncols=True)
         try:
+            self._pretrain_offline()
             while self.counters.env_steps < cfg.total_steps:
                 self._run_episode(bar)
                 if self.counters.env_steps >= self.counters.next_eval:
@@ -180,11 +227,11 @@ class Trainer:
             obs, total, done = next_obs, total + float(reward), terminated or truncated
             counters.env_steps += 1
             bar.update(1)
-            if counters.env_steps >= cfg.warmup_steps and len(self.replay) >= self.config.agent.batch_size:
+            if counters.env_steps >= cfg.warmup_steps and self._available() >= self.config.agent.batch_size:
                 self._learn()
         success = bool(info.get("is_success", False))
         episode = self.store.end_episode(obs, success, source="policy", seed=seed)
-        self.replay.add_episode(episode.steps, episode.final_obs)
+        self.replay.add_episode(episode.steps, episode.final_obs)  # online data: never a demonstration
         counters.episodes += 1
         self._recent = (self._recent + [(total, success)])[-20:]
         self.logger.log("episodes", counters.env_steps, {"return": total, "success": float(success),
@@ -192,17 +239,44 @@ class Trainer:
         bar.set_postfix(success=f"{np.mean([s for _, s in self._recent]):.2f}",
                         ret=f"{np.mean([r for r, _ in self._recent]):.1f}", refresh=False)
 
-    def _learn(self) -> None:
+    def _pretrain_offline(self) -> None:
+        """``demos.offline_steps`` updates on demonstrations alone (resumable), then evaluate."""
+        total = self.config.demos.offline_steps
+        if self.counters.offline_updates >= total:
+            return
+        bar = tqdm(total=total, initial=self.counters.offline_updates, desc=f"seed {self.seed} offline",
+                   unit="update", disable=not self.config.train.progress, dynamic_ncols=True)
+        source = self.replay if self.prioritized else self.demos
+        every = self.config.train.checkpoint_every
+        with bar:
+            while self.counters.offline_updates < total:
+                self._update(source)
+                self.counters.offline_updates += 1
+                bar.update(1)
+                if self.counters.offline_updates % every == 0 or self.counters.offline_updates == total:
+                    self.logger.log("offline", self.counters.offline_updates,
+                                    {k: float(np.mean(v)) for k, v in self._metrics.items()})
+                    self._metrics.clear()
+                    self.save()
+            self._evaluate(bar)
+
+    def _update(self, source) -> None:
+        """One gradient step on a minibatch from ``source``; NaN/inf stops the run."""
         agent_cfg = self.config.agent
-        for _ in range(agent_cfg.utd_ratio):
-            batch = self.replay.sample(agent_cfg.batch_size, self.rng, agent_cfg.n_step, agent_cfg.gamma)
-            metrics = self.agent.update(batch)
-            if not all(math.isfinite(v) for v in metrics.values()):
-                raise TrainingDiverged(
-                    f"non-finite learner metrics {metrics} at env step {self.counters.env_steps} "
-                    f"(update {self.agent.updates}); the last good checkpoint is {self.checkpoint_path}")
-            for key, value in metrics.items():
-                self._metrics.setdefault(key, []).append(value)
+        batch = source.sample(agent_cfg.batch_size, self.rng, agent_cfg.n_step, agent_cfg.gamma)
+        metrics = self.agent.update(batch)
+        if not all(math.isfinite(v) for v in metrics.values()):
+            raise TrainingDiverged(
+                f"non-finite learner metrics {metrics} at env step {self.counters.env_steps} "
+                f"(update {self.agent.updates}); the last good checkpoint is {self.checkpoint_path}")
+        if self.prioritized:
+            source.update_priorities(batch.indices, self.agent.td_errors)
+        for key, value in metrics.items():
+            self._metrics.setdefault(key, []).append(value)
+
+    def _learn(self) -> None:
+        for _ in range(self.config.agent.utd_ratio):
+            self._update(self.sampler)
         if self.counters.env_steps % 100 == 0 and self._metrics:
             self.logger.log("updates", self.counters.env_steps,
                             {k: float(np.mean(v)) for k, v in self._metrics.items()} | {"updates": self.agent.updates})
