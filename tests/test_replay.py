@@ -198,3 +198,30 @@ def test_from_store_loads_the_most_recent_episodes(tmp_path):
     table = targets_by_x(recent.sample(512, np.random.default_rng(0), n_step=1, gamma=0.5))
     assert table == {20: (2, 21, 0.5), 21: (2, 22, 0.5),
                      30: (3, 31, 0.5), 31: (3, 32, 0.5), 32: (3, 33, 0.5), 33: (3, 34, 0.5), 34: (3, 35, 0.0)}
+
+
+def test_one_step_fields_next_to_n_step(hand_buffer):
+    """one_step=True: the same rows carry both the 3-step and the 1-step targets (γ = 0.5)."""
+    batch = hand_buffer.sample(512, np.random.default_rng(0), n_step=3, gamma=0.5, one_step=True)
+    one_step = {x: (r, nx, d) for x, r, nx, d in zip(batch.obs["x"][:, 0].tolist(), batch.reward_1.tolist(),
+                                                      batch.next_obs_1["x"][:, 0].tolist(), batch.discount_1.tolist())}
+    assert one_step == {0: (1, 1, 0.5), 1: (2, 2, 0.5), 2: (3, 3, 0.0),
+                        10: (1, 11, 0.5), 11: (2, 12, 0.5), 12: (3, 13, 0.5)}
+    assert targets_by_x(batch)[10] == (2.75, 13, 0.125)
+    assert hand_buffer.sample(8, np.random.default_rng(0)).reward_1 is None
+    with pytest.raises(ValueError, match="no 1-step fields"):
+        hand_buffer.sample(8, np.random.default_rng(0), out=hand_buffer.empty_batch(8), one_step=True)
+
+
+def test_one_step_fields_of_images():
+    """Separately stored (image) observations get their 1-step next observation too."""
+    features = {**TINY, "image_cam": FeatureSpec("uint8", (2, 2, 1))}
+    buffer = ReplayBuffer(features, ["x", "image_cam"], capacity=8)
+    steps, final = tiny_episode(0.0, [0.0] * 5, terminated=False)  # x = 0..4, final x = 5
+    steps["image_cam"] = np.broadcast_to(np.arange(5, dtype=np.uint8)[:, None, None, None], (5, 2, 2, 1)).copy()
+    buffer.add_episode(steps, {**final, "image_cam": np.full((2, 2, 1), 5, np.uint8)})
+    batch = buffer.sample(64, np.random.default_rng(0), n_step=3, one_step=True)
+    x = batch.obs["x"][:, 0].to(torch.uint8)
+    assert torch.equal(batch.obs["image_cam"][:, 0, 0, 0], x)
+    assert torch.equal(batch.next_obs_1["image_cam"][:, 0, 0, 0], x + 1)
+    assert torch.equal(batch.next_obs["image_cam"][:, 0, 0, 0], torch.clamp(x + 3, max=5))

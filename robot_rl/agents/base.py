@@ -98,7 +98,8 @@ class OffPolicyAgent(ABC):
                                        config.layer_norm, config.dropout).to(self.device)
         self.critic_target.load_state_dict(self.critic.state_dict())
         self.critic_target.requires_grad_(False)
-        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr)
+        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr,
+                                                 weight_decay=config.weight_decay)
         self.updates = 0  # critic gradient steps taken
 
     @abstractmethod
@@ -111,7 +112,8 @@ class OffPolicyAgent(ABC):
 
     @abstractmethod
     def td_target(self, batch: TransitionBatch) -> torch.Tensor:
-        """Bootstrapped regression target y, shape ``(B,)``."""
+        """Bootstrapped regression target y, shape ``(B,)`` (``(K, B)`` for a learner whose
+        :meth:`critic_loss` regresses on K targets at once, e.g. DDPGfD's 1-step and n-step)."""
 
     def update_critic(self, batch: TransitionBatch) -> dict[str, float]:
         """One gradient step on Σ_i E[(Q_i(s, a) − y)²] towards :meth:`td_target`."""

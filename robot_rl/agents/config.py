@@ -10,7 +10,7 @@ from robot_rl.config import ConfigError
 
 @dataclass(frozen=True)
 class AgentConfig:
-    algo: Literal["sac", "td3", "ddpg"] = "sac"
+    algo: Literal["sac", "td3", "ddpg", "awac", "ddpgfd"] = "sac"
     hidden_sizes: tuple[int, ...] = (256, 256)
     actor_lr: float = 3e-4
     critic_lr: float = 3e-4
@@ -35,6 +35,22 @@ class AgentConfig:
     policy_noise: float = 0.2  # target policy smoothing σ
     noise_clip: float = 0.5
     exploration_noise: float = 0.1
+    # AWAC: actor weights w = min(B · softmax_batch(A/λ), w_max) on log π(a|s) of the batch's actions
+    awac_lambda: float = 1.0  # temperature λ (the reference's default β; smaller → greedier, ∞ → behaviour cloning)
+    awac_max_weight: float = 20.0  # w_max: cap on one sample's normalised weight (mean weight is 1; AWR's 20)
+    awac_entropy: bool = False  # add −α log π terms to AWAC's target and actor, α = init_temperature fixed
+    # L2 regularisation of actor and critic weights (Adam's weight_decay: λ·θ added to the gradient)
+    weight_decay: float = 0.0
+    # DDPGfD (Vecerik et al. 2017): L_Q = L_1step + λ_n L_nstep; L_μ = L_DDPG + λ_bc L_BC
+    lambda_nstep: float = 1.0  # weight of the n-step TD loss next to the 1-step one
+    lambda_bc: float = 1.0  # weight of the behaviour-cloning loss on demonstration transitions
+    q_filter: bool = True  # clone a demo action only where the critic prefers it: Q(s, a_demo) > Q(s, μ(s))
+    # Prioritised replay (DDPGfD): p = (|δ| + per_eps + per_demo_eps · is_demo)^per_alpha; DQfD's values
+    per_alpha: float = 0.4  # prioritisation exponent α (0: uniform)
+    per_beta0: float = 0.6  # importance-sampling exponent β at the start, annealed linearly to 1 ...
+    per_beta_steps: int = 100_000  # ... over this many sampled minibatches
+    per_eps: float = 1e-3  # ε: keeps every transition sampleable
+    per_demo_eps: float = 1.0  # ε_demo: priority bonus of demonstration transitions
     device: str = "cpu"
 
     def __post_init__(self) -> None:
@@ -47,3 +63,14 @@ class AgentConfig:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
         if not 0.0 < self.gamma <= 1.0 or not 0.0 < self.tau <= 1.0:
             raise ConfigError(f"gamma and tau must be in (0, 1], got gamma={self.gamma}, tau={self.tau}")
+        for name in ("weight_decay", "lambda_nstep", "lambda_bc", "per_alpha", "per_demo_eps"):
+            if not getattr(self, name) >= 0.0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0.0 <= self.per_beta0 <= 1.0:
+            raise ConfigError(f"per_beta0 must be in [0, 1], got {self.per_beta0}")
+        if self.per_beta_steps < 1 or not self.per_eps > 0.0:
+            raise ConfigError(f"per_beta_steps must be >= 1 and per_eps > 0, got {self.per_beta_steps}, {self.per_eps}")
+        if not self.awac_lambda > 0.0:
+            raise ConfigError(f"awac_lambda must be > 0, got {self.awac_lambda}")
+        if not self.awac_max_weight >= 1.0:
+            raise ConfigError(f"awac_max_weight must be >= 1 (the mean normalised weight), got {self.awac_max_weight}")

@@ -94,24 +94,45 @@ def mlp(in_dim: int, hidden: Sequence[int], out_dim: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def squashed_gaussian_log_prob(pre_tanh: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
+    """log π(a) of a = tanh(u), u ~ N(mean, σ²): log N(u; mean, σ²) − log|d tanh(u)/du|, summed → ``(B,)``."""
+    gaussian_log_prob = (-0.5 * ((pre_tanh - mean) / log_std.exp()) ** 2 - log_std
+                         - 0.5 * math.log(2 * math.pi)).sum(-1)
+    # log|d tanh(u)/du| = log(1 − tanh²u) = 2(log 2 − u − softplus(−2u)), stable for large |u|.
+    log_det = (2.0 * (math.log(2.0) - pre_tanh - F.softplus(-2.0 * pre_tanh))).sum(-1)
+    return gaussian_log_prob - log_det
+
+
 class SquashedGaussianActor(nn.Module):
     """π(a|s) = tanh(N(μ(s), σ(s)²)), actions in (−1, 1)."""
+
+    # Given actions are clamped to |a| ≤ 1 − ε before atanh: atanh(1 − 1e-6) ≈ 7.25 keeps the
+    # log-probability of boundary actions (clipped demonstrations) finite.
+    ACTION_BOUND = 1.0 - 1e-6
 
     def __init__(self, obs_dim: int, action_dim: int, hidden: Sequence[int]) -> None:
         super().__init__()
         self.net = mlp(obs_dim, hidden, 2 * action_dim)
 
+    def gaussian(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and (clamped) log standard deviation of the pre-tanh Gaussian, each ``(B, A)``."""
+        mean, log_std = self.net(obs).chunk(2, dim=-1)
+        return mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
+
     def forward(self, obs: torch.Tensor, deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """Sample (reparameterised) an action and its log-probability ``(B,)``."""
-        mean, log_std = self.net(obs).chunk(2, dim=-1)
-        log_std = log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
+        mean, log_std = self.gaussian(obs)
         pre_tanh = mean if deterministic else mean + log_std.exp() * torch.randn_like(mean)
-        action = torch.tanh(pre_tanh)
-        gaussian_log_prob = (-0.5 * ((pre_tanh - mean) / log_std.exp()) ** 2 - log_std
-                             - 0.5 * math.log(2 * math.pi)).sum(-1)
-        # log|d tanh(u)/du| = log(1 − tanh²u) = 2(log 2 − u − softplus(−2u)), stable for large |u|.
-        log_det = (2.0 * (math.log(2.0) - pre_tanh - F.softplus(-2.0 * pre_tanh))).sum(-1)
-        return action, gaussian_log_prob - log_det
+        return torch.tanh(pre_tanh), squashed_gaussian_log_prob(pre_tanh, mean, log_std)
+
+    def log_prob(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """log π(a|s) of *given* actions a ∈ [−1, 1]^A (e.g. from a dataset) → ``(B,)``.
+
+        u = atanh(clamp(a, ±(1 − 1e-6))), then the same density as :meth:`forward`.
+        """
+        mean, log_std = self.gaussian(obs)
+        pre_tanh = torch.atanh(action.clamp(-self.ACTION_BOUND, self.ACTION_BOUND))
+        return squashed_gaussian_log_prob(pre_tanh, mean, log_std)
 
 
 class DeterministicActor(nn.Module):

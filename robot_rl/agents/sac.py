@@ -31,7 +31,8 @@ class SAC(OffPolicyAgent):
     def __init__(self, observation_space: spaces.Space, action_space: spaces.Box, config: AgentConfig) -> None:
         super().__init__(observation_space, action_space, config)
         self.actor = SquashedGaussianActor(self.obs_dim, self.action_dim, config.hidden_sizes).to(self.device)
-        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr)
+        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr,
+                                                weight_decay=config.weight_decay)
         self.log_alpha = torch.tensor(np.log(config.init_temperature), dtype=torch.float32,
                                       device=self.device, requires_grad=True)
         self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=config.alpha_lr)

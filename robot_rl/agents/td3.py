@@ -27,7 +27,8 @@ class TD3(OffPolicyAgent):
         super().__init__(observation_space, action_space, config)
         self.actor = DeterministicActor(self.obs_dim, self.action_dim, config.hidden_sizes).to(self.device)
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
-        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr)
+        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr,
+                                                weight_decay=config.weight_decay)
 
     @torch.no_grad()
     def act(self, obs: Mapping[str, np.ndarray] | np.ndarray, deterministic: bool = False) -> np.ndarray:
@@ -39,14 +40,18 @@ class TD3(OffPolicyAgent):
 
     @torch.no_grad()
     def td_target(self, batch: TransitionBatch) -> torch.Tensor:
-        next_obs = self.encoder(batch.next_obs)
+        return self.bootstrap(batch.reward, self.encoder(batch.next_obs), batch.discount)
+
+    @torch.no_grad()
+    def bootstrap(self, reward: torch.Tensor, next_obs: torch.Tensor, discount: torch.Tensor) -> torch.Tensor:
+        """y = R + d · min_{i ∈ M} Q̄_i(s', ã') for encoded next observations ``(B, obs_dim)``."""
         next_action = self.actor_target(next_obs)
         if self.config.policy_noise > 0:
             noise = (torch.randn_like(next_action) * self.config.policy_noise).clamp(-self.config.noise_clip,
                                                                                    self.config.noise_clip)
             next_action = (next_action + noise).clamp(-1.0, 1.0)
         next_q = subset_min_q(self.critic_target, next_obs, next_action, self.config.subset_size)
-        return batch.reward + batch.discount * next_q
+        return reward + discount * next_q
 
     def update(self, batch: TransitionBatch) -> dict[str, float]:
         metrics = self.update_critic(batch)
@@ -57,14 +62,19 @@ class TD3(OffPolicyAgent):
         return metrics
 
     def update_actor(self, batch: TransitionBatch) -> dict[str, float]:
-        obs = self.encoder(batch.obs)
+        """One gradient step on :meth:`actor_loss`, with the critics frozen."""
         self.critic.requires_grad_(False)
-        actor_loss = -self.critic(obs, self.actor(obs))[0].mean()
+        actor_loss, metrics = self.actor_loss(batch)
         self.critic.requires_grad_(True)
         self.actor_optimizer.zero_grad(set_to_none=True)
         actor_loss.backward()
         self.actor_optimizer.step()
-        return {"actor_loss": actor_loss.item()}
+        return {"actor_loss": actor_loss.item(), **metrics}
+
+    def actor_loss(self, batch: TransitionBatch) -> tuple[torch.Tensor, dict[str, float]]:
+        """L_μ = −E[Q_1(s, μ(s))] and extra metrics (none here)."""
+        obs = self.encoder(batch.obs)
+        return -self.critic(obs, self.actor(obs))[0].mean(), {}
 
     def _modules(self) -> dict[str, Any]:
         return {**super()._modules(), "actor": self.actor, "actor_target": self.actor_target,

@@ -17,12 +17,13 @@ from robot_rl import __version__
 from robot_rl.cli.bench import add_bench_parser
 from robot_rl.cli.common import EXIT_INTERRUPTED, EXIT_USAGE, CommandError
 from robot_rl.cli.data import add_data_parser
+from robot_rl.cli.record import add_record_parser
 from robot_rl.cli.sim import add_sim_parser
 from robot_rl.cli.train import add_train_parser
 from robot_rl.config import ConfigError
 
 GROUPS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
-    add_train_parser, add_data_parser, add_sim_parser, add_bench_parser)
+    add_train_parser, add_record_parser, add_data_parser, add_sim_parser, add_bench_parser)
 
 
 def build_parser() -> argparse.ArgumentParser:

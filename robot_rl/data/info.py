@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from robot_rl.data.store import RESERVED_ATTRS, SOURCE_NAMES, EpisodeStore
+from robot_rl.data.store import SOURCE_NAMES, EpisodeStore
 
 
 def store_info(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -51,5 +51,5 @@ def _summary(store: EpisodeStore) -> dict[str, Any]:
                   for code, count in zip(task_codes.tolist(), task_counts.tolist())},
         "task": attrs.get("task"),
         "mean_length": float(table["length"].mean()) if n else None,
-        "attrs": {key: value for key, value in attrs.items() if key not in RESERVED_ATTRS},
+        "attrs": store.user_attrs,
     }

@@ -12,6 +12,8 @@ Sampling is uniform over stored steps and fully vectorised: one ``(B, n)`` index
 n-step return (truncated at the episode end), ``next_obs`` is the observation ``n'`` steps later
 or the episode's final observation when the episode ends within ``n`` steps, and
 ``discount = γ^{n'} · (1 − terminated)`` where ``terminated`` is that of the window's last step.
+A batch made with ``one_step=True`` also carries the 1-step fields (``reward_1``, ``next_obs_1``,
+``discount_1``) of the same transitions, for learners that regress on both (DDPGfD).
 ``MixtureSampler`` fills one batch from several buffers with fixed per-source counts.
 
 Neither class is thread-safe: add and sample from one thread (the training loop).
@@ -20,7 +22,7 @@ Neither class is thread-safe: add and sample from one thread (the training loop)
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from math import prod
 
 import numpy as np
@@ -41,6 +43,12 @@ class Batch:
     ``discount`` (B,) float32 = γ^{n'} · (1 − terminated), to multiply the bootstrap value.
     The float32 low-dim observations and the action of a CPU batch are column views of one
     (B, D) matrix (so ``torch.cat`` of the low-dim observations is cheap).
+
+    Optional fields (``None`` unless the sampler provides them):
+    ``reward_1``/``next_obs_1``/``discount_1``: the same transitions' 1-step target fields
+    (``empty_batch(one_step=True)``); ``indices`` (B,) int64 ids to hand back with new
+    priorities, ``weights`` (B,) float32 importance weights and ``is_demo`` (B,) bool
+    (:class:`~robot_rl.data.prioritized.PrioritizedReplayBuffer`).
     """
 
     obs: dict[str, torch.Tensor]
@@ -48,17 +56,24 @@ class Batch:
     reward: torch.Tensor
     next_obs: dict[str, torch.Tensor]
     discount: torch.Tensor
+    reward_1: torch.Tensor | None = None
+    next_obs_1: dict[str, torch.Tensor] | None = None
+    discount_1: torch.Tensor | None = None
+    indices: torch.Tensor | None = None
+    weights: torch.Tensor | None = None
+    is_demo: torch.Tensor | None = None
     _arrays: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)  # numpy views to fill
 
     def __len__(self) -> int:
         return len(self.reward)
 
     def to(self, device: str | torch.device, non_blocking: bool = True) -> Batch:
-        def move(t: torch.Tensor) -> torch.Tensor:
-            return t.to(device, non_blocking=non_blocking)
+        def move(value: torch.Tensor | dict[str, torch.Tensor] | None) -> torch.Tensor | dict[str, torch.Tensor] | None:
+            if isinstance(value, dict):
+                return {k: v.to(device, non_blocking=non_blocking) for k, v in value.items()}
+            return None if value is None else value.to(device, non_blocking=non_blocking)
 
-        return Batch({k: move(v) for k, v in self.obs.items()}, move(self.action), move(self.reward),
-                     {k: move(v) for k, v in self.next_obs.items()}, move(self.discount))
+        return Batch(**{f.name: move(getattr(self, f.name)) for f in fields(self) if f.name != "_arrays"})
 
 
 class _Layout:
@@ -78,25 +93,31 @@ class _Layout:
         self.width = width
         self.specs = specs
 
-    def empty_batch(self, batch_size: int) -> Batch:
-        arrays = {
-            "obs": np.empty((batch_size, self.width), np.float32),
-            "next_obs": np.empty((batch_size, self.width), np.float32),
-            "reward": np.empty(batch_size, np.float32),
-            "discount": np.empty(batch_size, np.float32),
-        }
+    def empty_batch(self, batch_size: int, one_step: bool = False) -> Batch:
+        """Uninitialised arrays for a batch and a :class:`Batch` of tensor views of them;
+        ``one_step`` adds the 1-step target fields (the "_1" arrays)."""
+        suffixes = ("", "_1") if one_step else ("",)
+        sides = ("obs", *(f"next_obs{suffix}" for suffix in suffixes))
+        arrays = {side: np.empty((batch_size, self.width), np.float32) for side in sides}
+        for suffix in suffixes:
+            arrays[f"reward{suffix}"] = np.empty(batch_size, np.float32)
+            arrays[f"discount{suffix}"] = np.empty(batch_size, np.float32)
         for key in self.separate:
             spec = self.specs[key]
-            # One block for both sides: glibc's malloc serves a freed block this large again from
+            # One block for all sides: glibc's malloc serves a freed block this large again from
             # its heap, so fresh batches of images do not pay page faults on every sample.
-            arrays[f"obs/{key}"], arrays[f"next_obs/{key}"] = np.empty((2, batch_size, *spec.shape), spec.dtype)
+            block = np.empty((len(sides), batch_size, *spec.shape), spec.dtype)
+            arrays.update({f"{side}/{key}": images for side, images in zip(sides, block)})
 
         def observation(side: str) -> dict[str, torch.Tensor]:
             return {key: torch.from_numpy(arrays[f"{side}/{key}"]) if key in self.separate
                     else self.column(arrays[side], key) for key in self.obs_keys}
 
-        return Batch(observation("obs"), self.column(arrays["obs"], "action"), torch.from_numpy(arrays["reward"]),
-                     observation("next_obs"), torch.from_numpy(arrays["discount"]), arrays)
+        targets = {f"{name}{suffix}": torch.from_numpy(arrays[f"{name}{suffix}"])
+                   for suffix in suffixes for name in ("reward", "discount")}
+        return Batch(obs=observation("obs"), action=self.column(arrays["obs"], "action"),
+                     **{f"next_obs{suffix}": observation(f"next_obs{suffix}") for suffix in suffixes},
+                     **targets, _arrays=arrays)
 
     def column(self, packed: np.ndarray, key: str) -> torch.Tensor:
         """Feature ``key`` of a packed (B, D) matrix as a tensor sharing its memory."""
@@ -239,56 +260,82 @@ class ReplayBuffer:
     def n_episodes(self) -> int:
         return self._next_episode - self._first_episode
 
-    def empty_batch(self, batch_size: int) -> Batch:
-        """An uninitialised CPU batch laid out for this buffer's samples (for ``sample(out=…)``)."""
-        return self._layout.empty_batch(batch_size)
+    @property
+    def step_range(self) -> tuple[int, int]:
+        """Absolute indices ``[first, end)`` of the stored steps (a step's ring slot is its
+        index mod ``capacity``; indices keep growing as episodes are added)."""
+        return self._start, self._end
+
+    def empty_batch(self, batch_size: int, one_step: bool = False) -> Batch:
+        """An uninitialised CPU batch laid out for this buffer's samples (for ``sample(out=…)``);
+        ``one_step`` adds the 1-step fields ``reward_1``, ``next_obs_1``, ``discount_1``."""
+        return self._layout.empty_batch(batch_size, one_step)
 
     def sample(self, batch_size: int, rng: np.random.Generator, n_step: int = 1, gamma: float = 0.99,
-               out: Batch | None = None) -> Batch:
+               out: Batch | None = None, one_step: bool = False) -> Batch:
         """``batch_size`` transitions drawn uniformly from the stored steps.
 
-        ``out`` (from :meth:`empty_batch`) is filled in place instead of allocating a new batch;
-        this saves the page faults of fresh image tensors, but the previous contents are lost.
+        ``one_step`` also fills the 1-step fields next to the n-step ones. ``out`` (from
+        :meth:`empty_batch`) is filled in place instead of allocating a new batch; this saves
+        the page faults of fresh image tensors, but the previous contents are lost.
         The batch is moved to the buffer's device before it is returned.
         """
-        batch = self.empty_batch(batch_size) if out is None else out
+        batch = self.empty_batch(batch_size, one_step) if out is None else out
         if len(batch) != batch_size:
             raise ValueError(f"out holds {len(batch)} transitions, batch_size is {batch_size}")
+        if one_step and batch.reward_1 is None:
+            raise ValueError("one_step: out has no 1-step fields (make it with empty_batch(..., one_step=True))")
         self.fill(batch, 0, batch_size, rng, n_step, gamma)
         return batch if self.device.type == "cpu" else batch.to(self.device)
 
     def fill(self, batch: Batch, start: int, count: int, rng: np.random.Generator, n_step: int, gamma: float) -> None:
-        """Write ``count`` sampled transitions into rows ``[start, start + count)`` of ``batch``
-        (a batch from :meth:`empty_batch`)."""
+        """Write ``count`` uniformly sampled transitions into rows ``[start, start + count)`` of
+        ``batch`` (a batch from :meth:`empty_batch`)."""
         if len(self) == 0:
             raise ValueError("cannot sample from an empty ReplayBuffer")
+        self.gather(batch, start, rng.integers(self._start, self._end, size=count), n_step, gamma)
+
+    def gather(self, batch: Batch, start: int, steps: np.ndarray, n_step: int, gamma: float) -> None:
+        """Write the transitions at absolute step indices ``steps`` (within :attr:`step_range`)
+        into rows ``[start, start + len(steps))`` of ``batch`` (a batch from :meth:`empty_batch`):
+        observation and action, the n-step target fields and, if the batch has them, the 1-step ones."""
         if n_step < 1:
             raise ValueError(f"n_step must be at least 1, got {n_step}")
         if not batch._arrays:
             raise ValueError("can only fill a CPU batch made by empty_batch()")
-        arrays, rows, capacity = batch._arrays, slice(start, start + count), self.capacity
+        arrays, rows = batch._arrays, slice(start, start + len(steps))
+        here = steps % self.capacity  # ring slots
+        np.take(self._packed, here, axis=0, out=arrays["obs"][rows], mode="clip")
+        for key, ring in self._separate.items():
+            np.take(ring, here, axis=0, out=arrays[f"obs/{key}"][rows], mode="clip")
+        self._write_targets(arrays, "", rows, here, n_step, gamma)
+        if "reward_1" in arrays:
+            self._write_targets(arrays, "_1", rows, here, 1, gamma)
+
+    def _write_targets(self, arrays: dict[str, np.ndarray], suffix: str, rows: slice, here: np.ndarray,
+                       n_step: int, gamma: float) -> None:
+        """``reward{suffix}``, ``discount{suffix}`` and ``next_obs{suffix}`` of the n-step windows
+        starting at ring slots ``here``, truncated at their episode's end (one ``(B, n)`` gather)."""
+        capacity = self.capacity
         powers = gamma ** np.arange(n_step + 1)
-        here = rng.integers(self._start, self._end, size=count) % capacity  # ring slots
         remaining = self._remaining[here]
         n_valid = np.minimum(remaining, n_step)  # n' ∈ [1, n]: steps until the window leaves the episode
         if n_step == 1:
-            arrays["reward"][rows] = self._reward[here]
+            arrays[f"reward{suffix}"][rows] = self._reward[here]
         else:
             offsets = np.arange(n_step)
             rewards = self._reward[(here[:, None] + offsets) % capacity]  # (B, n); past the end: masked
-            arrays["reward"][rows] = np.where(offsets < n_valid[:, None], rewards, 0.0) @ powers[:-1]
+            arrays[f"reward{suffix}"][rows] = np.where(offsets < n_valid[:, None], rewards, 0.0) @ powers[:-1]
         terminated = self._terminated[(here + n_valid - 1) % capacity]
-        arrays["discount"][rows] = powers[n_valid] * ~terminated
+        arrays[f"discount{suffix}"][rows] = powers[n_valid] * ~terminated
         there = (here + n_valid) % capacity
         at_end = np.flatnonzero(remaining <= n_step)  # next_obs is the episode's final observation
         final_slot = self._step_episode[here[at_end]] % self._episode_capacity
-        np.take(self._packed, here, axis=0, out=arrays["obs"][rows], mode="clip")
-        next_rows = arrays["next_obs"][rows]
+        next_rows = arrays[f"next_obs{suffix}"][rows]
         np.take(self._packed, there, axis=0, out=next_rows, mode="clip")
         next_rows[at_end] = self._final_packed[final_slot]
         for key, ring in self._separate.items():
-            np.take(ring, here, axis=0, out=arrays[f"obs/{key}"][rows], mode="clip")
-            next_rows = arrays[f"next_obs/{key}"][rows]
+            next_rows = arrays[f"next_obs{suffix}/{key}"][rows]
             np.take(ring, there, axis=0, out=next_rows, mode="clip")
             next_rows[at_end] = self._final_separate[key][final_slot]
 

@@ -115,6 +115,11 @@ class FeatureSpec:
         """uint8 (H, W, C) arrays are stored with image chunking and a fast compressor."""
         return self.dtype == "uint8" and len(self.shape) == 3
 
+    @property
+    def chunk_rows(self) -> int:
+        """Steps per stored chunk: :data:`IMAGE_CHUNK` for images, :data:`LOWDIM_CHUNK` otherwise."""
+        return IMAGE_CHUNK if self.is_image else LOWDIM_CHUNK
+
     def to_json(self) -> dict[str, Any]:
         return {"dtype": self.dtype, "shape": list(self.shape), "names": None if self.names is None else list(self.names)}
 
@@ -219,10 +224,6 @@ class _EpisodeBuffer:
         self._arrays = self._allocate(next_capacity)
         self.n = 0
         return steps
-
-
-def _chunk_rows(spec: FeatureSpec) -> int:
-    return IMAGE_CHUNK if spec.is_image else LOWDIM_CHUNK
 
 
 def _compressors(spec: FeatureSpec) -> Any:
@@ -341,7 +342,7 @@ class EpisodeStore:
             data, meta = group.require_group("data"), group.require_group("meta")
             for name, spec in features.items():
                 data.create_array(name, shape=(0, *spec.shape), dtype=spec.dtype,
-                                  chunks=(_chunk_rows(spec), *spec.shape), compressors=_compressors(spec))
+                                  chunks=(spec.chunk_rows, *spec.shape), compressors=_compressors(spec))
             for name, dtype in EPISODE_TABLES.items():
                 rows = EPISODE_ENDS_CHUNK if name == "episode_ends" else TABLE_CHUNK
                 meta.create_array(name, shape=(0,), dtype=dtype, chunks=(rows,))
@@ -555,6 +556,12 @@ class EpisodeStore:
             return json.loads(json.dumps(self._document["attributes"]))
 
     @property
+    def user_attrs(self) -> dict[str, Any]:
+        """The caller-supplied root attributes (``control_hz``, ``task``, env/robot spec, ...):
+        :attr:`attrs` without the format's own keys."""
+        return {key: value for key, value in self.attrs.items() if key not in RESERVED_ATTRS}
+
+    @property
     def n_episodes(self) -> int:
         """Committed episodes."""
         with self._lock:
@@ -623,6 +630,47 @@ class EpisodeStore:
         self._check_writable()
         if self._buffer.n == 0:
             raise ValueError("end_episode: the episode has no steps (append_step first, or discard_episode)")
+        final = self._checked_final_obs(final_obs)
+        source_code = _as_code(source, SOURCES, "source")  # before the buffer is handed over
+        length = self._buffer.n
+        self._next_capacity = max(self._next_capacity, length)
+        return self._queue_episode(self._buffer.take(self._next_capacity), length, final, success, source_code,
+                                   seed, task)
+
+    def append_episode(
+        self,
+        steps: Mapping[str, Any],
+        final_obs: Mapping[str, Any],
+        success: bool,
+        source: str | int = "policy",
+        seed: int = -1,
+        task: str | None = None,
+    ) -> Episode:
+        """Queue a whole episode at once: ``steps`` maps every feature to a ``(T, ...)`` array
+        (copied, cast to the feature's dtype). Same as ``T`` calls of :meth:`append_step` and one
+        of :meth:`end_episode`, for copying episodes between stores; no episode may be in flight."""
+        self._check_writable()
+        if self._buffer.n:
+            raise ValueError(f"append_episode: {self._buffer.n} steps of another episode are in flight "
+                             "(end_episode or discard_episode first)")
+        if set(steps) != set(self._features):
+            raise ValueError(f"append_episode: step features do not match the store: missing "
+                             f"{sorted(set(self._features) - set(steps))}, unexpected {sorted(set(steps) - set(self._features))}")
+        copies = {name: np.array(steps[name], dtype=spec.dtype) for name, spec in self._features.items()}
+        first = next(iter(copies.values()))
+        length = first.shape[0] if first.ndim else 0
+        if length == 0:
+            raise ValueError("append_episode: the episode has no steps")
+        for name, values in copies.items():
+            if values.shape != (length, *self._features[name].shape):
+                raise ValueError(f"append_episode: feature {name!r} has shape {values.shape}, "
+                                 f"expected {(length, *self._features[name].shape)}")
+            values.flags.writeable = False
+        final = self._checked_final_obs(final_obs)
+        return self._queue_episode(copies, length, final, success, _as_code(source, SOURCES, "source"), seed, task)
+
+    def _checked_final_obs(self, final_obs: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """Read-only copies of every observation of ``final_obs`` in the stored dtype and shape."""
         final = {}
         for key in self._obs_keys:
             if key not in final_obs:
@@ -632,7 +680,11 @@ class EpisodeStore:
                 raise ValueError(f"final_obs[{key!r}]: expected shape {self._features[key].shape}, got {value.shape}")
             value.flags.writeable = False
             final[key] = value
-        source_code = _as_code(source, SOURCES, "source")
+        return final
+
+    def _queue_episode(self, steps: dict[str, np.ndarray], length: int, final: dict[str, np.ndarray],
+                       success: bool, source_code: int, seed: int, task: str | None) -> Episode:
+        """Hand a checked episode to the background writer, registering its task name."""
         if task is None:
             default = self._document["attributes"].get("task")
             task = default if isinstance(default, str) else None
@@ -641,9 +693,6 @@ class EpisodeStore:
                 self._tasks.append(task)
             task_code = -1 if task is None else self._tasks.index(task)
             tasks = list(self._tasks)
-        length = self._buffer.n
-        self._next_capacity = max(self._next_capacity, length)
-        steps = self._buffer.take(self._next_capacity)
         row = {"length": length, "success": bool(success), "source": source_code, "seed": int(seed), "task": task_code}
         self._queue.put(_Job(steps, final, row, tasks))
         return Episode(steps, final, bool(success), SOURCE_NAMES[source_code], int(seed), task)
@@ -772,7 +821,7 @@ class EpisodeStore:
             spec = self._features[name]
             array = self._arrays[f"data/{name}"]
             result = np.empty((total, *spec.shape), spec.dtype)
-            block = max(_chunk_rows(spec), block_steps // _chunk_rows(spec) * _chunk_rows(spec))
+            block = max(spec.chunk_rows, block_steps // spec.chunk_rows * spec.chunk_rows)
             offset = 0
             for start, stop in ranges:
                 lo = start

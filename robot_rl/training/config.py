@@ -62,9 +62,11 @@ class TrainConfig:
     train: LoopConfig = field(default_factory=LoopConfig)
     demos: DemoConfig = field(default_factory=DemoConfig)
 
-    def __post_init__(self) -> None:
+    def check_complete(self) -> None:
+        """Cross-section rules, checked once every layer is merged (a preset may set
+        ``demos.offline_steps`` before the command line names the datasets)."""
         if self.demos.offline_steps and not self.demos.paths:
-            raise ConfigError("demos.offline_steps: offline pre-training needs demonstrations (demos.paths / --demos)")
+            raise ConfigError("demos.offline_steps: offline pre-training needs demonstrations (--demos D.zarr)")
 
 
 def _resource(*parts: str) -> Path:
@@ -98,4 +100,6 @@ def load_train_config(
     task_layer = {"env": read_yaml(task_config_path(task))}
     # The task file supplies defaults for its own env section; explicit settings still win.
     merged = deep_merge(task_layer, merged)
-    return from_dict(TrainConfig, merged, layers[-1][0])
+    config = from_dict(TrainConfig, merged, layers[-1][0])
+    config.check_complete()
+    return config

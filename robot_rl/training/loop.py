@@ -138,18 +138,13 @@ class Trainer:
         """The RAM tier of online experience, refilled from the store on resume. DDPGfD keeps the
         demonstrations pinned inside the same prioritised buffer instead of a separate one."""
         capacity = self.config.train.replay_capacity
+        online = (ReplayBuffer.from_store(self.store, capacity=capacity) if self.store.n_episodes
+                  else ReplayBuffer(features, obs_keys, capacity))
         if self.prioritized:
             from robot_rl.data.prioritized import PrioritizedReplayBuffer
 
-            replay = PrioritizedReplayBuffer(features, obs_keys, capacity + (len(self.demos) if self.demos else 0))
-            if self.demos is not None:
-                replay.add_buffer(self.demos, is_demo=True)
-            if self.store.n_episodes:
-                replay.add_buffer(ReplayBuffer.from_store(self.store, capacity=capacity), is_demo=False)
-            return replay
-        if self.store.n_episodes:
-            return ReplayBuffer.from_store(self.store, capacity=capacity)
-        return ReplayBuffer(features, obs_keys, capacity)
+            return PrioritizedReplayBuffer.from_config(online, self.demos, self.config.agent)
+        return online
 
     def _make_sampler(self):
         """Where minibatches come from: online replay, mixed with demonstrations at a fixed ratio."""
