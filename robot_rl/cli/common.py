@@ -59,12 +59,17 @@ def task_name(task_or_env_id: str) -> str:
     raise CommandError(f"unknown task {task_or_env_id!r}; choose one of {choices}")
 
 
+def add_set_option(parser: argparse.ArgumentParser, example: str) -> None:
+    """``--set KEY=VALUE ...`` (repeatable; values parsed as YAML) into ``args.overrides``."""
+    parser.add_argument("--set", dest="overrides", metavar="KEY=VALUE", nargs="+", action="extend", default=[],
+                        help=f"override config values, e.g. --set {example}")
+
+
 def add_env_options(parser: argparse.ArgumentParser) -> None:
     """``--config FILE`` and ``--set KEY=VALUE ...``, layered over the task's default config."""
     parser.add_argument("--config", metavar="FILE", type=Path,
                         help="YAML env config layered over the task's defaults (robot_rl/configs/tasks)")
-    parser.add_argument("--set", dest="overrides", metavar="KEY=VALUE", nargs="+", action="extend", default=[],
-                        help="override config values, e.g. --set task.reward_type=sparse control.use_yaw=true")
+    add_set_option(parser, "task.reward_type=sparse control.use_yaw=true")
 
 
 def env_kwargs(args: argparse.Namespace) -> dict[str, Any]:

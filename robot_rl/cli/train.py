@@ -12,6 +12,7 @@ import numpy as np
 from robot_rl.cli.common import (
     DEFAULT_OUT_DIR,
     CommandError,
+    add_set_option,
     non_negative_int,
     positive_int,
     print_json,
@@ -129,8 +130,7 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
                     "CSV/TensorBoard logs, learning-curve PNG) lives under --run-dir. With --demos: RLPD-style "
                     "mixing (--algo rlpd), DDPGfD (--algo ddpgfd) or AWAC (--algo awac) from demonstrations.")
     train.add_argument("--config", type=Path, metavar="FILE", help="YAML with env/agent/train sections")
-    train.add_argument("--set", dest="overrides", metavar="KEY=VALUE", nargs="+", action="extend", default=[],
-                       help="override config values, e.g. --set agent.utd_ratio=4 env.task.reward_type=sparse")
+    add_set_option(train, "agent.utd_ratio=4 env.task.reward_type=sparse")
     train.add_argument("--algo", choices=AGENT_PRESETS, help="agent preset from robot_rl/configs/agents")
     train.add_argument("--task", metavar="TASK", help="reach | push | pick | peg or a full env id")
     train.add_argument("--seeds", type=non_negative_int, nargs="+", help="one run per seed (default: 0)")
@@ -151,6 +151,5 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--seed", type=non_negative_int, help="seed of the first episode (default: the eval seeds)")
     evaluate.add_argument("--render", action="store_true", help="also write an MP4 and PNG strips")
     evaluate.add_argument("--out", type=Path, default=Path(DEFAULT_OUT_DIR), metavar="DIR")
-    evaluate.add_argument("--set", dest="overrides", metavar="KEY=VALUE", nargs="+", action="extend", default=[],
-                          help="override the checkpoint's config (e.g. env.task.reward_type=sparse)")
+    add_set_option(evaluate, "env.task.reward_type=sparse (applied over the checkpoint's config)")
     evaluate.set_defaults(handler=eval_command)
