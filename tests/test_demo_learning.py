@@ -37,3 +37,44 @@ def test_sac_with_demos_beats_sac_without(tmp_path):
     train(without, tmp_path / "without")
     return_with, return_without = final_return(tmp_path / "with"), final_return(tmp_path / "without")
     assert return_with > 1.2 * return_without, (return_with, return_without)
+
+
+def test_sigkill_during_offline_phase_resumes_there(tmp_path):
+    """A run killed while pre-training on demonstrations resumes from its last offline
+    checkpoint, finishes the offline phase exactly once and then trains online."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from robot_rl.training.checkpoint import load_checkpoint
+
+    env = gym.make("RobotRL/ArmReach-v0")
+    demos = tmp_path / "reach_demos.zarr"
+    with open_recording_store(demos, env) as store:
+        EpisodeRecorder(env, store, ScriptedSource(env)).record(5, first_seed=0)
+    env.close()
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "-m", "robot_rl.cli", "train", "--run-dir", str(run_dir), "--demos", str(demos),
+               "--offline-steps", "1500", "--set", "train.total_steps=200", "train.checkpoint_every=100",
+               "train.eval_every=200", "train.eval_episodes=1", "train.progress=false", "train.torch_threads=1",
+               "agent.hidden_sizes=[64,64]", "agent.batch_size=64"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    checkpoint = run_dir / "seed_0" / "checkpoints" / "last.pt"
+    deadline = time.monotonic() + 120
+    while not (checkpoint.exists() and load_checkpoint(checkpoint)["counters"]["offline_updates"] >= 300):
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.1)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    killed_at = load_checkpoint(checkpoint)["counters"]
+    assert 300 <= killed_at["offline_updates"] < 1500 and killed_at["env_steps"] == 0
+    resumed = subprocess.run([*command[:6], "--resume"], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    final = load_checkpoint(checkpoint)
+    assert final["counters"]["offline_updates"] == 1500 and final["counters"]["env_steps"] >= 200
+    # The offline log keeps its pre-kill rows and never doubles back across the resume.
+    with open(run_dir / "seed_0" / "logs" / "offline.csv", newline="") as f:
+        updates = [int(row["update"]) for row in csv.DictReader(f)]
+    assert updates == list(range(100, 1501, 100)), updates

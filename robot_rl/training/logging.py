@@ -1,7 +1,8 @@
-"""Run logs: one CSV per stream (``episodes``, ``eval``, ``updates``) plus TensorBoard.
+"""Run logs: one CSV per stream (``episodes``, ``eval``, ``updates``, ``offline``) plus TensorBoard.
 
 CSV files are appended row by row and flushed, so a killed run keeps its logs; on resume,
-rows beyond the resumed step are dropped so curves never double back.
+rows beyond the resumed point are dropped so curves never double back. Online streams are
+indexed by ``env_step``; the offline pre-training stream by gradient ``update``.
 """
 
 from __future__ import annotations
@@ -11,15 +12,22 @@ from pathlib import Path
 from typing import Any, Mapping
 
 
+X_AXIS = {"offline": "update"}  # stream → index column; the rest are indexed by env_step
+
+
 class RunLogger:
-    def __init__(self, log_dir: Path, resume_step: int | None = None) -> None:
+    def __init__(self, log_dir: Path, resume_at: Mapping[str, int] | None = None) -> None:
+        """``resume_at`` maps index columns (``env_step``, ``update``) to the point a resumed run
+        continues from; rows past it are dropped."""
         self.log_dir = log_dir
         log_dir.mkdir(parents=True, exist_ok=True)
         self._files: dict[str, Any] = {}
         self._writers: dict[str, csv.DictWriter] = {}
-        if resume_step is not None:
+        if resume_at is not None:
             for path in log_dir.glob("*.csv"):
-                self._truncate(path, resume_step)
+                x = X_AXIS.get(path.stem, "env_step")
+                self._truncate(path, x, resume_at[x])
+        resume_step = None if resume_at is None else resume_at["env_step"]
         try:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -28,19 +36,20 @@ class RunLogger:
             self._tensorboard = None
 
     @staticmethod
-    def _truncate(path: Path, step: int) -> None:
+    def _truncate(path: Path, x: str, last: int) -> None:
         with open(path, newline="") as f:
             rows = list(csv.DictReader(f))
         if not rows:
             return
-        kept = [row for row in rows if int(float(row["env_step"])) <= step]
+        kept = [row for row in rows if int(float(row[x])) <= last]
         with open(path, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(rows[0].keys()))
             writer.writeheader()
             writer.writerows(kept)
 
-    def log(self, stream: str, env_step: int, values: Mapping[str, float]) -> None:
-        row = {"env_step": env_step, **values}
+    def log(self, stream: str, step: int, values: Mapping[str, float]) -> None:
+        """Append ``values`` at ``step`` (an env step, or an update for the offline stream)."""
+        row = {X_AXIS.get(stream, "env_step"): step, **values}
         if stream not in self._writers:
             path = self.log_dir / f"{stream}.csv"
             exists = path.exists() and path.stat().st_size > 0
@@ -56,7 +65,7 @@ class RunLogger:
         self._files[stream].flush()
         if self._tensorboard is not None:
             for key, value in values.items():
-                self._tensorboard.add_scalar(f"{stream}/{key}", value, env_step)
+                self._tensorboard.add_scalar(f"{stream}/{key}", value, step)
 
     def close(self) -> None:
         for f in self._files.values():

@@ -116,7 +116,8 @@ class Trainer:
         # The store is the truth about how much experience exists.
         self.counters.env_steps = self.store.n_steps
         self.counters.episodes = self.store.n_episodes
-        self.logger = RunLogger(seed_dir / "logs", resume_step=self.counters.env_steps if resume else None)
+        resume_at = {"env_step": self.counters.env_steps, "update": self.counters.offline_updates}
+        self.logger = RunLogger(seed_dir / "logs", resume_at=resume_at if resume else None)
         self.resumed_from = resumed_from
         self._recent: list[tuple[float, bool]] = []
         self._last_eval: dict[str, Any] = {}
