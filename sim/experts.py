@@ -16,13 +16,12 @@ Usage::
     expert.reset()
     action = expert.act(obs)
 
-Check the success rates with ``python -m robot_rl.sim.experts --episodes 100 [--use-yaw]``.
+Check the success rates with ``robot-rl sim experts --episodes 100 [--set control.use_yaw=true]``.
 """
 
 from __future__ import annotations
 
 import abc
-import argparse
 import enum
 from typing import ClassVar
 
@@ -30,8 +29,8 @@ import gymnasium as gym
 import numpy as np
 
 from robot_rl.envs.config import ENV_IDS, EnvConfig
-from robot_rl.envs.tasks import PegInsertTask, PickCubeTask, PushTask
-from robot_rl.geometry import quat_to_matrix, rotate, wrap_angle, yaw_of_top_down
+from robot_rl.envs.tasks import PickCubeTask, PushTask
+from robot_rl.geometry import quat_to_matrix, wrap_angle, yaw_of_top_down
 
 Observation = dict[str, np.ndarray]
 OPEN, CLOSE = -1.0, 1.0  # gripper commands
@@ -261,14 +260,9 @@ class PegExpert(ScriptedExpert):
     approach_height = 0.02  # tip above the rim
     insert_depth = 0.03  # tip below the rim at the end
 
-    def _tip(self, observation: Observation) -> np.ndarray:
-        axis = rotate(observation["peg_quat"].astype(float), np.array([0.0, 0.0, 1.0]))
-        axis = axis if axis[2] < 0 else -axis  # the lower end
-        return observation["peg_pos"] + PegInsertTask.peg_half_length * axis
-
     def act(self, observation: Observation) -> np.ndarray:
         ee, hole = observation["ee_pos"], observation["hole_pos"]
-        tip = self._tip(observation)
+        tip = hole - observation["hole_offset"]  # the task observes hole − peg tip
         entry = hole + np.array([0.0, 0.0, self.approach_height])
         if self.phase is self.Phase.ALIGN:
             if np.linalg.norm(tip - entry) < 0.004:
@@ -321,21 +315,3 @@ def evaluate_expert(env_id_or_task: str, episodes: int, seed: int = 0, **make_kw
     task = env.unwrapped.config.task.name
     return {"task": task, "episodes": episodes, "successes": successes,
             "success_rate": successes / episodes if episodes else 0.0}
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Success rates of the scripted experts.")
-    parser.add_argument("tasks", nargs="*", default=list(EXPERTS), help="task names or env ids")
-    parser.add_argument("--episodes", type=int, default=100)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--use-yaw", action="store_true", help="add the yaw action dimension")
-    args = parser.parse_args(argv)
-    overrides = {"control": {"use_yaw": True}} if args.use_yaw else {}
-    for task in args.tasks:
-        result = evaluate_expert(task, args.episodes, args.seed, overrides=overrides)
-        print(f"{result['task']:6s} {result['successes']:4d}/{result['episodes']}  "
-              f"success rate {result['success_rate']:.2f}")
-
-
-if __name__ == "__main__":
-    main()
