@@ -159,6 +159,17 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
     return merged
 
 
+def merge_layers(cls: type, layers: list[tuple[str, Mapping[str, Any]]]) -> dict[str, Any]:
+    """Deep-merge ``(source, mapping)`` layers in order, validating against dataclass ``cls`` as
+    each one enters, so an unknown key or a wrong type names the file (or ``--set``) that
+    introduced it."""
+    merged: dict[str, Any] = {}
+    for source, layer in layers:
+        merged = deep_merge(merged, layer)
+        from_dict(cls, merged, source)
+    return merged
+
+
 def parse_overrides(assignments: list[str] | tuple[str, ...]) -> dict[str, Any]:
     """``["a.b=3", "c=[1, 2]"]`` → ``{"a": {"b": 3}, "c": [1, 2]}`` (values parsed as YAML)."""
     tree: dict[str, Any] = {}

@@ -12,7 +12,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
-from robot_rl.config import ConfigError, deep_merge, from_dict, read_yaml
+from robot_rl.config import ConfigError, deep_merge, from_dict, merge_layers, read_yaml
 
 TASKS = ("reach", "push", "pick", "peg")
 ENV_IDS = {
@@ -117,9 +117,5 @@ def load_env_config(
         layers.append((str(path), user))
     if overrides:
         layers.append(("overrides", overrides))
-    merged: dict[str, Any] = {}
-    for source, layer in layers:
-        from_dict(EnvConfig, deep_merge(merged, layer), source)  # validate each layer where it enters
-        merged = deep_merge(merged, layer)
-    merged = deep_merge(merged, {"task": {"name": name}})
+    merged = deep_merge(merge_layers(EnvConfig, layers), {"task": {"name": name}})
     return from_dict(EnvConfig, merged, layers[-1][0])
