@@ -140,11 +140,8 @@ class _RenamedStores:
         self._renames = [{old: new for old, new in rename.items() if old in store.features} for store in self._stores]
         self.features = features_from_spaces(env.observation_space, env.action_space)
         self.obs_keys = tuple(env.observation_space.spaces)
-        tables = [store.episodes for store in self._stores]
-        lengths = np.concatenate([table["length"] for table in tables])
-        # Task codes index each store's own task list, so they are not carried over.
-        self.episodes = {name: np.concatenate([table[name] for table in tables]) for name in ("success", "source", "seed")}
-        self.episodes.update(length=lengths, episode_ends=np.cumsum(lengths))
+        lengths = np.concatenate([store.episodes["length"] for store in self._stores])
+        self.episodes = {"length": lengths}  # the only column ``from_store`` reads
         self._first_episode = np.cumsum([0] + [store.n_episodes for store in self._stores])
         self.n_episodes = int(self._first_episode[-1])
         self.n_steps = int(lengths.sum())

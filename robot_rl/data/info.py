@@ -41,9 +41,7 @@ def _summary(store: EpisodeStore) -> dict[str, Any]:
         "steps": store.n_steps,
         "control_hz": control_hz,
         "duration_s": store.n_steps / control_hz,
-        "features": {name: {"dtype": spec.dtype, "shape": list(spec.shape),
-                            "names": None if spec.names is None else list(spec.names)}
-                     for name, spec in store.features.items()},
+        "features": {name: spec.to_json() for name, spec in store.features.items()},
         "obs_keys": list(store.obs_keys),
         "sources": {name: int(source_counts[code]) for code, name in SOURCE_NAMES.items()},
         "success_rate": float(table["success"].mean()) if n else None,

@@ -28,9 +28,13 @@ from math import prod
 import numpy as np
 import torch
 
-from robot_rl.data.store import EpisodeStore, FeatureSpec
+from robot_rl.data.store import (
+    TRANSITION_FEATURES,
+    EpisodeStore,
+    FeatureSpec,
+    episode_blocks,
+)
 
-TRANSITION_KEYS = ("action", "reward", "terminated")
 REQUIRED_SPECS = {"reward": FeatureSpec("float32", ()), "terminated": FeatureSpec("bool", ())}
 
 
@@ -141,7 +145,7 @@ class ReplayBuffer:
         if capacity < 1:
             raise ValueError(f"capacity must be at least 1 step, got {capacity}")
         self.obs_keys = tuple(obs_keys)
-        missing = [key for key in (*self.obs_keys, *TRANSITION_KEYS) if key not in features]
+        missing = [key for key in (*self.obs_keys, *TRANSITION_FEATURES) if key not in features]
         if missing:
             raise ValueError(f"ReplayBuffer needs features {missing} (have {sorted(features)})")
         for name, want in {**REQUIRED_SPECS, "action": FeatureSpec("float32", features["action"].shape)}.items():
@@ -149,7 +153,7 @@ class ReplayBuffer:
             if (have.dtype, have.shape) != (want.dtype, want.shape):
                 raise ValueError(f"feature {name!r} must be {want.dtype} with shape {want.shape}, "
                                  f"got {have.dtype} {have.shape}")
-        self.specs: dict[str, FeatureSpec] = {key: features[key] for key in (*self.obs_keys, *TRANSITION_KEYS)}
+        self.specs: dict[str, FeatureSpec] = {key: features[key] for key in (*self.obs_keys, *TRANSITION_FEATURES)}
         self._layout = _Layout(self.specs, self.obs_keys)
         self.capacity = int(capacity)
         self.device = torch.device(device)
@@ -183,13 +187,12 @@ class ReplayBuffer:
         fits = np.cumsum(table["length"][::-1]) <= capacity
         first = len(fits) - int(np.count_nonzero(fits))
         names = list(buffer.specs)
-        block_starts = _blocks(table["length"][first:], block_steps) + first
-        for lo, hi in zip(block_starts, [*block_starts[1:], store.n_episodes]):
-            episodes = np.arange(lo, hi)
+        for block in episode_blocks(table["length"][first:], block_steps):
+            episodes = first + block
             steps = store.load(names, episodes)
             finals = store.final_obs(episodes)
-            offsets = np.concatenate(([0], np.cumsum(table["length"][lo:hi])))
-            for i in range(hi - lo):
+            offsets = np.concatenate(([0], np.cumsum(table["length"][episodes])))
+            for i in range(len(episodes)):
                 part = slice(offsets[i], offsets[i + 1])
                 buffer.add_episode({name: array[part] for name, array in steps.items()},
                                    {key: final[i] for key, final in finals.items()})
@@ -414,11 +417,3 @@ def _write_ring(ring: np.ndarray, first: int, values: np.ndarray) -> None:
     head = min(len(values), len(ring) - first)
     ring[first: first + head] = values[:head]
     ring[: len(values) - head] = values[head:]
-
-
-def _blocks(lengths: np.ndarray, block_steps: int) -> np.ndarray:
-    """Start indices splitting consecutive episodes into groups of about ``block_steps`` steps."""
-    if not len(lengths):
-        return np.zeros(0, np.int64)
-    group = (np.cumsum(lengths) - lengths) // max(1, block_steps)
-    return np.flatnonzero(np.diff(group, prepend=-1))

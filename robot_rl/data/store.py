@@ -82,6 +82,7 @@ _ARRAY_CONFIG = {"write_empty_chunks": True}
 RESERVED_ATTRS = frozenset({"format", "schema_version", "features", "obs_keys", "sources", "tasks", "commit"})
 _COMMIT_TMP = "zarr.json.commit.partial"
 _FIRST_BUFFER_STEPS = 256
+TRANSITION_FEATURES = ("action", "reward", "terminated")  # the step features that are not observations
 
 
 class StoreError(RuntimeError):
@@ -878,6 +879,15 @@ async def _append(array: zarr.Array, start: int, values: np.ndarray) -> None:
         rows = -(-(end + reserve) // chunk) * chunk
         await array.async_array.resize((rows, *array.shape[1:]))
     await array.async_array.setitem(slice(start, end), values)
+
+
+def episode_blocks(lengths: np.ndarray, block_steps: int) -> list[np.ndarray]:
+    """Positions ``0 … len(lengths) − 1`` split into runs of consecutive episodes of about
+    ``block_steps`` steps each (for reading episodes block by block)."""
+    if not len(lengths):
+        return []
+    starts = np.cumsum(lengths) - lengths
+    return np.split(np.arange(len(lengths)), np.flatnonzero(np.diff(starts // max(1, block_steps))) + 1)
 
 
 def _append_row(table: np.ndarray, n: int, value: int | bool) -> np.ndarray:

@@ -49,10 +49,12 @@ from robot_rl.data.store import (
     FORMAT,
     RESERVED_ATTRS,
     SOURCES,
+    TRANSITION_FEATURES,
     EpisodeStore,
     FeatureSpec,
     SpecMismatchError,
     StoreError,
+    episode_blocks,
 )
 
 PathLike = str | os.PathLike[str]
@@ -60,7 +62,6 @@ Progress = Callable[[int, int], None]
 """Called as ``progress(episodes_written, episodes_total)`` after every block of episodes."""
 
 BLOCK_STEPS = 65536
-TRANSITION_FEATURES = ("action", "reward", "terminated")
 # diffusion_policy's ReplayBuffer.resolve_compressor("default")
 DIFFUSION_POLICY_COMPRESSOR = numcodecs.Blosc(cname="lz4", clevel=5, shuffle=numcodecs.Blosc.NOSHUFFLE)
 EXPORT_ATTRS_KEY = "robot_rl"
@@ -92,15 +93,6 @@ def _staged_outputs(*outputs: PathLike) -> Iterator[list[Path]]:
             os.rename(built, path)
 
 
-def _episode_blocks(lengths: np.ndarray, block_steps: int = BLOCK_STEPS) -> list[np.ndarray]:
-    """Positions ``0 … len(lengths) − 1`` split into runs of consecutive episodes of about
-    ``block_steps`` steps each."""
-    if not len(lengths):
-        return []
-    starts = np.cumsum(lengths) - lengths
-    return np.split(np.arange(len(lengths)), np.flatnonzero(np.diff(starts // block_steps)) + 1)
-
-
 @dataclass(frozen=True)
 class _Block:
     """Consecutive episodes: their steps back to back and one table row per episode."""
@@ -129,7 +121,7 @@ class _Block:
 def _store_blocks(store: EpisodeStore, episodes: np.ndarray) -> Iterator[_Block]:
     """The given committed episodes of ``store``, in order, block by block."""
     table, tasks = store.episodes, store.tasks
-    for block in _episode_blocks(table["length"][episodes]):
+    for block in episode_blocks(table["length"][episodes], BLOCK_STEPS):
         chosen = episodes[block]
         yield _Block(store.load(episodes=chosen), store.final_obs(chosen), table["length"][chosen],
                      table["success"][chosen], table["source"][chosen], table["seed"][chosen],
@@ -396,7 +388,7 @@ def _foreign_blocks(root: zarr.Group, layout: _ForeignLayout, path: Path, source
         episode_tasks = [task] * n
     else:
         episode_tasks = [task_names[code] if 0 <= code < len(task_names) else None for code in tables["task"].tolist()]
-    for block in _episode_blocks(lengths):
+    for block in episode_blocks(lengths, BLOCK_STEPS):
         first, last = int(block[0]), int(block[-1]) + 1
         start, stop = int(ends[first] - lengths[first]), int(ends[last - 1])
         steps = {name: array[start:stop] for name, array in layout.arrays.items()}
