@@ -3,7 +3,9 @@ protocol, summarise curves, and plot every seed unsmoothed."""
 
 from __future__ import annotations
 
+import argparse
 import csv
+import json
 import statistics
 import time
 from pathlib import Path
@@ -21,6 +23,21 @@ from robot_rl.training import load_train_config, train  # noqa: E402
 from robot_rl.training.loop import EVAL_SEED_OFFSET  # noqa: E402
 
 Curve = list[tuple[int, float]]  # (env step, eval success rate)
+
+
+def add_protocol_options(parser: argparse.ArgumentParser, steps: int, eval_every: int) -> None:
+    """Seeds, env-step budget, evaluation protocol and output directory of a learning benchmark."""
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--steps", type=int, default=steps)
+    parser.add_argument("--eval-every", type=int, default=eval_every)
+    parser.add_argument("--eval-episodes", type=int, default=10)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+
+
+def loop_overrides(args: argparse.Namespace, seed: int) -> dict[str, Any]:
+    """The ``train`` section for one seed under :func:`add_protocol_options`'s protocol."""
+    return {"total_steps": args.steps, "eval_every": args.eval_every, "eval_episodes": args.eval_episodes,
+            "seeds": [seed], "checkpoint_every": args.steps, "progress": False}
 
 
 def steps_to(curve: Curve, level: float = 0.9) -> int | None:
@@ -100,3 +117,15 @@ def plot(results: dict[str, dict[int, dict[str, Any]]], title: str, out: Path, l
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
+
+
+def write_report(results: dict[str, dict[int, dict[str, Any]]], header: dict[str, Any], out: Path, stem: str,
+                 title: str) -> None:
+    """``<out>/<stem>.json`` (``header``, per-learner summary, every curve), ``<out>/<stem>.png``,
+    and the summary as JSON on stdout."""
+    summary = {name: summarise(runs) for name, runs in results.items()}
+    report = {**header, "summary": summary,
+              "curves": {name: {seed: run["curve"] for seed, run in runs.items()} for name, runs in results.items()}}
+    (out / f"{stem}.json").write_text(json.dumps(report, indent=2))
+    plot(results, title, out / f"{stem}.png")
+    print(json.dumps({"summary": summary}, indent=2))

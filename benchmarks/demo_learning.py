@@ -18,11 +18,10 @@ range, wall-clock) and a PNG of every seed, unsmoothed.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import gymnasium as gym
-from common import plot, run_ours, run_sb3, summarise
+from common import add_protocol_options, loop_overrides, run_ours, run_sb3, write_report
 
 from robot_rl.data.recorder import EpisodeRecorder, ScriptedSource, open_recording_store
 from robot_rl.envs.config import ENV_IDS
@@ -44,11 +43,7 @@ def main() -> None:
     parser.add_argument("--task", choices=sorted(ENV_IDS), default="pick")
     parser.add_argument("--demos", type=int, default=20, help="scripted demonstrations to record")
     parser.add_argument("--learners", nargs="+", choices=LEARNERS, default=list(LEARNERS))
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--steps", type=int, default=20000)
-    parser.add_argument("--eval-every", type=int, default=1000)
-    parser.add_argument("--eval-episodes", type=int, default=10)
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    add_protocol_options(parser, steps=20000, eval_every=1000)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     demos = record_demos(args.task, args.demos, args.out / f"demos_{args.task}_{args.demos}.zarr")
@@ -60,21 +55,15 @@ def main() -> None:
                                               args.eval_every, args.eval_episodes)
                 continue
             overrides = {"env": {"task": {"name": args.task, "reward_type": "sparse"}},
-                         "train": {"total_steps": args.steps, "eval_every": args.eval_every,
-                                   "eval_episodes": args.eval_episodes, "seeds": [seed],
-                                   "checkpoint_every": args.steps, "progress": False}}
+                         "train": loop_overrides(args, seed)}
             if name != "sac":
                 overrides["demos"] = {"paths": [str(demos)]}
             results[name][seed] = run_ours(args.out / f"{args.task}_{name}_seed{seed}", overrides,
                                            agent_preset=name)
-    summary = {name: summarise(runs) for name, runs in results.items()}
-    report = {"task": f"{ENV_IDS[args.task]} (sparse)", "demonstrations": args.demos,
-              "budget_env_steps": args.steps, "seeds": args.seeds, "summary": summary,
-              "curves": {name: {seed: run["curve"] for seed, run in runs.items()} for name, runs in results.items()}}
-    (args.out / f"demo_learning_{args.task}.json").write_text(json.dumps(report, indent=2))
-    plot(results, f"{ENV_IDS[args.task]} (sparse, {args.demos} demos): every seed, unsmoothed",
-         args.out / f"demo_learning_{args.task}.png")
-    print(json.dumps({"summary": summary}, indent=2))
+    write_report(results, {"task": f"{ENV_IDS[args.task]} (sparse)", "demonstrations": args.demos,
+                           "budget_env_steps": args.steps, "seeds": args.seeds},
+                 args.out, f"demo_learning_{args.task}",
+                 f"{ENV_IDS[args.task]} (sparse, {args.demos} demos): every seed, unsmoothed")
 
 
 if __name__ == "__main__":

@@ -92,10 +92,12 @@ class OffPolicyAgent(ABC):
         self.encoder = ObservationEncoder(observation_space)
         self.obs_dim = self.encoder.dim
         self.action_dim = int(np.prod(action_space.shape))
-        self.critic = EnsembleQ(config.ensemble_size, self.obs_dim, self.action_dim, config.hidden_sizes,
-                                config.layer_norm, config.dropout).to(self.device)
-        self.critic_target = EnsembleQ(config.ensemble_size, self.obs_dim, self.action_dim, config.hidden_sizes,
-                                       config.layer_norm, config.dropout).to(self.device)
+        def make_critic() -> EnsembleQ:
+            return EnsembleQ(config.ensemble_size, self.obs_dim, self.action_dim, config.hidden_sizes,
+                             config.layer_norm, config.dropout).to(self.device)
+
+        # Two constructions, not a deepcopy: the target's init draws keep seeded runs as they were.
+        self.critic, self.critic_target = make_critic(), make_critic()
         self.critic_target.load_state_dict(self.critic.state_dict())
         self.critic_target.requires_grad_(False)
         self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr,

@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 import gymnasium as gym
-import numpy as np
 
 from robot_rl.cli.common import (
     DEFAULT_OUT_DIR,
@@ -19,7 +18,7 @@ from robot_rl.cli.common import (
     simulator_errors_reported,
     task_name,
 )
-from robot_rl.config import deep_merge, parse_overrides, read_yaml
+from robot_rl.config import deep_merge, from_dict, parse_overrides, read_yaml
 from robot_rl.training.config import AGENT_PRESETS, load_train_config
 
 
@@ -62,7 +61,6 @@ def train_command(args: argparse.Namespace) -> int:
 def eval_command(args: argparse.Namespace) -> int:
     """Evaluate a checkpoint's deterministic policy; JSON on stdout."""
     from robot_rl.agents import make_agent
-    from robot_rl.config import from_dict
     from robot_rl.training.checkpoint import CheckpointError, load_checkpoint
     from robot_rl.training.config import TrainConfig
     from robot_rl.training.loop import EVAL_SEED_OFFSET, evaluate, make_env
@@ -88,6 +86,7 @@ def eval_command(args: argparse.Namespace) -> int:
 
 
 def _evaluate_with_video(env: gym.Env, agent, args: argparse.Namespace, seed: int) -> dict:
+    from robot_rl.training.loop import episode_summary
     from robot_rl.viz import annotate, frame_strip, open_video, run_episode
 
     class AgentPolicy:
@@ -118,8 +117,7 @@ def _evaluate_with_video(env: gym.Env, agent, args: argparse.Namespace, seed: in
     finally:
         video.close()
     print(f"video: {video_path}", flush=True)
-    return {"success_rate": float(np.mean(successes)), "return_mean": float(np.mean(returns)),
-            "return_std": float(np.std(returns)), "episodes": args.episodes, "video": str(video_path)}
+    return {**episode_summary(returns, successes), "video": str(video_path)}
 
 
 def add_train_parser(subparsers: argparse._SubParsersAction) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from robot_rl.agents.config import AgentConfig
-from robot_rl.config import ConfigError, deep_merge, from_dict, read_yaml
+from robot_rl.config import ConfigError, deep_merge, from_dict, merge_layers, read_yaml
 from robot_rl.envs.config import EnvConfig, task_config_path
 
 AGENT_PRESETS = ("sac", "redq", "droq", "td3", "ddpg", "rlpd", "ddpgfd", "awac")
@@ -84,18 +84,15 @@ def load_train_config(
     overrides: Mapping[str, Any] | None = None,
     agent_preset: str | None = None,
 ) -> TrainConfig:
-    layers: list[tuple[str, dict[str, Any]]] = [(str(_resource("train", "default.yaml")),
-                                                 read_yaml(_resource("train", "default.yaml")))]
+    files: list[str | Path] = [_resource("train", "default.yaml")]
     if agent_preset is not None:
-        layers.append((str(agent_preset_path(agent_preset)), read_yaml(agent_preset_path(agent_preset))))
+        files.append(agent_preset_path(agent_preset))
     if path is not None:
-        layers.append((str(path), read_yaml(path)))
+        files.append(path)
+    layers: list[tuple[str, Mapping[str, Any]]] = [(str(file), read_yaml(file)) for file in files]
     if overrides:
         layers.append(("--set", dict(overrides)))
-    merged: dict[str, Any] = {}
-    for source, layer in layers:
-        from_dict(TrainConfig, deep_merge(merged, layer), source)  # errors point at the layer that added them
-        merged = deep_merge(merged, layer)
+    merged = merge_layers(TrainConfig, layers)  # errors point at the layer that added them
     task = merged.get("env", {}).get("task", {}).get("name", "reach")
     task_layer = {"env": read_yaml(task_config_path(task))}
     # The task file supplies defaults for its own env section; explicit settings still win.

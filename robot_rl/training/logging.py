@@ -11,7 +11,6 @@ import csv
 from pathlib import Path
 from typing import Any, Mapping
 
-
 X_AXIS = {"offline": "update"}  # stream → index column; the rest are indexed by env_step
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,12 @@ from tqdm import tqdm
 
 from robot_rl.agents import OffPolicyAgent, make_agent
 from robot_rl.config import to_dict
-from robot_rl.data import EpisodeStore, MixtureSampler, ReplayBuffer, features_from_spaces
+from robot_rl.data import (
+    EpisodeStore,
+    MixtureSampler,
+    ReplayBuffer,
+    features_from_spaces,
+)
 from robot_rl.envs import make_arm_env
 from robot_rl.training.checkpoint import load_checkpoint, save_checkpoint
 from robot_rl.training.config import TrainConfig
@@ -64,6 +70,11 @@ def make_env(config: TrainConfig) -> gym.Env:
     return make_arm_env(config.env.task.name, config=config.env)
 
 
+def next_multiple(step: int, every: int) -> int:
+    """The first multiple of ``every`` after ``step`` (evaluation and checkpoint schedules)."""
+    return (step // every + 1) * every
+
+
 def episode_seed(run_seed: int, episode: int) -> int:
     """Reset seed of a training episode: a pure function of (run seed, episode index), so a
     resumed run draws the same scenes it would have drawn without the crash."""
@@ -82,8 +93,13 @@ def evaluate(env: gym.Env, agent: OffPolicyAgent, episodes: int, seed: int = EVA
             done = terminated or truncated
         returns.append(total)
         successes.append(bool(info.get("is_success", False)))
+    return episode_summary(returns, successes)
+
+
+def episode_summary(returns: list[float], successes: list[bool]) -> dict[str, Any]:
+    """Success rate, mean and std of the return, and the number of episodes (the eval JSON)."""
     return {"success_rate": float(np.mean(successes)), "return_mean": float(np.mean(returns)),
-            "return_std": float(np.std(returns)), "episodes": episodes}
+            "return_std": float(np.std(returns)), "episodes": len(returns)}
 
 
 class Trainer:
@@ -110,16 +126,14 @@ class Trainer:
         self.rng = np.random.default_rng(seed)
         torch.manual_seed(seed)
         random.seed(seed)
-        resumed_from = None
         if resume and self.checkpoint_path.exists():
-            resumed_from = self._restore(load_checkpoint(self.checkpoint_path))
+            self._restore(load_checkpoint(self.checkpoint_path))
         # The store is the truth about how much experience exists.
         self.counters.env_steps = self.store.n_steps
         self.counters.episodes = self.store.n_episodes
         resume_at = {"env_step": self.counters.env_steps, "update": self.counters.offline_updates}
         self.logger = RunLogger(seed_dir / "logs", resume_at=resume_at if resume else None)
-        self.resumed_from = resumed_from
-        self._recent: list[tuple[float, bool]] = []
+        self._recent: deque[tuple[float, bool]] = deque(maxlen=20)  # progress-bar statistics
         self._last_eval: dict[str, Any] = {}
         self._last_eval_step = -1
         self._metrics: dict[str, list[float]] = {}
@@ -171,13 +185,12 @@ class Trainer:
                     "python": list(random.getstate()[1])},
         }
 
-    def _restore(self, payload: dict[str, Any]) -> int:
+    def _restore(self, payload: dict[str, Any]) -> None:
         self.agent.load_state_dict(payload["agent"])
         self.counters = Counters(**payload["counters"])
         self.rng.bit_generator.state = payload["rng"]["numpy"]
         torch.set_rng_state(payload["rng"]["torch"])
         random.setstate((3, tuple(payload["rng"]["python"]), None))
-        return int(payload["counters"]["env_steps"])
 
     def save(self) -> Path:
         self.store.flush()  # the checkpoint never refers to experience that is not committed
@@ -196,8 +209,7 @@ class Trainer:
                     self._evaluate(bar)
                 if self.counters.env_steps >= self.counters.next_checkpoint:
                     self.save()
-                    self.counters.next_checkpoint += cfg.checkpoint_every * math.ceil(
-                        (self.counters.env_steps - self.counters.next_checkpoint + 1) / cfg.checkpoint_every)
+                    self.counters.next_checkpoint = next_multiple(self.counters.env_steps, cfg.checkpoint_every)
             final = self._last_eval if self._last_eval_step == self.counters.env_steps else self._evaluate(bar)
             self.save()
             return final
@@ -229,7 +241,7 @@ class Trainer:
         episode = self.store.end_episode(obs, success, source="policy", seed=seed)
         self.replay.add_episode(episode.steps, episode.final_obs)  # online data: never a demonstration
         counters.episodes += 1
-        self._recent = (self._recent + [(total, success)])[-20:]
+        self._recent.append((total, success))
         self.logger.log("episodes", counters.env_steps, {"return": total, "success": float(success),
                                                          "length": episode.length, "episode": counters.episodes})
         bar.set_postfix(success=f"{np.mean([s for _, s in self._recent]):.2f}",
@@ -250,9 +262,7 @@ class Trainer:
                 self.counters.offline_updates += 1
                 bar.update(1)
                 if self.counters.offline_updates % every == 0 or self.counters.offline_updates == total:
-                    self.logger.log("offline", self.counters.offline_updates,
-                                    {k: float(np.mean(v)) for k, v in self._metrics.items()})
-                    self._metrics.clear()
+                    self.logger.log("offline", self.counters.offline_updates, self._take_metric_means())
                     self.save()
             self._evaluate(bar)
 
@@ -275,16 +285,20 @@ class Trainer:
             self._update(self.sampler)
         if self.counters.env_steps % 100 == 0 and self._metrics:
             self.logger.log("updates", self.counters.env_steps,
-                            {k: float(np.mean(v)) for k, v in self._metrics.items()} | {"updates": self.agent.updates})
-            self._metrics.clear()
+                            self._take_metric_means() | {"updates": self.agent.updates})
+
+    def _take_metric_means(self) -> dict[str, float]:
+        """Mean of every learner metric since the last call, and start accumulating afresh."""
+        means = {k: float(np.mean(v)) for k, v in self._metrics.items()}
+        self._metrics.clear()
+        return means
 
     def _evaluate(self, bar: tqdm) -> dict[str, Any]:
         result = evaluate(self.eval_env, self.agent, self.config.train.eval_episodes)
         self.logger.log("eval", self.counters.env_steps, {k: v for k, v in result.items() if k != "episodes"})
         bar.write(f"[seed {self.seed}] step {self.counters.env_steps}: eval success {result['success_rate']:.2f}, "
                   f"return {result['return_mean']:.2f} ± {result['return_std']:.2f}")
-        every = self.config.train.eval_every
-        self.counters.next_eval = (self.counters.env_steps // every + 1) * every
+        self.counters.next_eval = next_multiple(self.counters.env_steps, self.config.train.eval_every)
         self._last_eval, self._last_eval_step = result, self.counters.env_steps
         return result
 
