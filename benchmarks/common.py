@@ -9,7 +9,7 @@ import json
 import statistics
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import gymnasium as gym
 import matplotlib
@@ -31,13 +31,28 @@ def add_protocol_options(parser: argparse.ArgumentParser, steps: int, eval_every
     parser.add_argument("--steps", type=int, default=steps)
     parser.add_argument("--eval-every", type=int, default=eval_every)
     parser.add_argument("--eval-episodes", type=int, default=10)
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="report JSON + PNG")
+    parser.add_argument("--work", type=Path, default=Path("runs/benchmarks"),
+                        help="run directories; a finished run's result.json is reused, so several invocations "
+                             "(e.g. one per seed, in parallel) and a final one writing the report share runs")
+    parser.add_argument("--torch-threads", type=int, default=1, help="torch threads per run")
 
 
 def loop_overrides(args: argparse.Namespace, seed: int) -> dict[str, Any]:
     """The ``train`` section for one seed under :func:`add_protocol_options`'s protocol."""
     return {"total_steps": args.steps, "eval_every": args.eval_every, "eval_episodes": args.eval_episodes,
-            "seeds": [seed], "checkpoint_every": args.steps, "progress": False}
+            "seeds": [seed], "checkpoint_every": args.steps, "progress": False, "torch_threads": args.torch_threads}
+
+
+def cached_run(run_dir: Path, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``run()``'s result, computed once: kept in ``run_dir/result.json`` once the run finished."""
+    result_file = run_dir / "result.json"
+    if result_file.exists():
+        return json.loads(result_file.read_text())
+    result = run()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    result_file.write_text(json.dumps(result))
+    return result
 
 
 def steps_to(curve: Curve, level: float = 0.9) -> int | None:
@@ -58,9 +73,12 @@ def run_ours(run_dir: Path, overrides: dict[str, Any], agent_preset: str | None 
 
 
 def run_sb3(env_id: str, make_kwargs: dict[str, Any], seed: int, steps: int, eval_every: int,
-            eval_episodes: int) -> dict[str, Any]:
+            eval_episodes: int, torch_threads: int = 1) -> dict[str, Any]:
     """Stable-Baselines3 SAC at its defaults on the flattened env, same evaluation protocol."""
+    import torch
     from stable_baselines3 import SAC
+
+    torch.set_num_threads(torch_threads)
     from stable_baselines3.common.callbacks import BaseCallback
 
     env = FlattenState(gym.make(env_id, **make_kwargs))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 
-from common import add_protocol_options, loop_overrides, run_ours, run_sb3, write_report
+from common import add_protocol_options, cached_run, loop_overrides, run_ours, run_sb3, write_report
 
 
 def main() -> None:
@@ -23,9 +23,10 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     results: dict[str, dict] = {"robot_rl SAC": {}, "SB3 SAC (defaults)": {}}
     for seed in args.seeds:
-        results["robot_rl SAC"][seed] = run_ours(args.out / f"ours_seed{seed}", {"train": loop_overrides(args, seed)})
-        results["SB3 SAC (defaults)"][seed] = run_sb3("RobotRL/ArmReach-v0", {}, seed, args.steps,
-                                                      args.eval_every, args.eval_episodes)
+        ours = args.work / f"reach_sac_{args.steps}_seed{seed}"
+        results["robot_rl SAC"][seed] = cached_run(ours, lambda: run_ours(ours, {"train": loop_overrides(args, seed)}))
+        results["SB3 SAC (defaults)"][seed] = cached_run(args.work / f"reach_sb3_{args.steps}_seed{seed}", lambda: run_sb3(
+            "RobotRL/ArmReach-v0", {}, seed, args.steps, args.eval_every, args.eval_episodes, args.torch_threads))
     write_report(results, {"task": "RobotRL/ArmReach-v0 (dense)", "budget_env_steps": args.steps,
                            "seeds": args.seeds, "eval_every": args.eval_every, "eval_episodes": args.eval_episodes},
                  args.out, "sample_efficiency", "ArmReach-v0 (dense): every seed, unsmoothed")

@@ -50,6 +50,16 @@ def bench_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def bench_bridge(args: argparse.Namespace) -> int:
+    """env.step over ROS 2 (sim bridge in another process) vs in process."""
+    from robot_rl.bench.bridge_bench import run_bridge_benchmark
+
+    result = run_bridge_benchmark(rates=tuple(args.rates), seconds=args.seconds, learner=not args.no_learner,
+                                  domain_id=args.domain_id)
+    _emit(result, args.json)
+    return 0
+
+
 def _emit(result: dict, path: Path | None) -> None:
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -96,3 +106,17 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> None:
     replay.add_argument("--repeats", type=positive_int, default=5)
     replay.add_argument("--json", type=Path, metavar="PATH", help="also write the JSON to PATH")
     replay.set_defaults(handler=bench_replay)
+
+    bridge = commands.add_parser(
+        "bridge", help="env.step overhead over ROS 2 (sim bridge in another process) vs in process",
+        description="Starts `robot-rl bridge --robot sim` as a separate process on the loopback-only DDS "
+                    "configuration and steps RobotRL/ArmReach-v0 through it (robot=ros2) at each policy rate "
+                    "while a SAC learner trains in a thread of the client: env.step overhead beyond the control "
+                    "period (p50/p99/max), joint states and commands lost; plus the same loop in process. "
+                    "Goal: p99 overhead <= 2 ms and zero losses at 100 Hz.")
+    bridge.add_argument("--rates", type=positive_float, nargs="+", default=[10.0, 100.0], help="policy rates, Hz")
+    bridge.add_argument("--seconds", type=positive_float, default=20.0, help="timed seconds per rate")
+    bridge.add_argument("--no-learner", action="store_true", help="do not train a learner concurrently")
+    bridge.add_argument("--domain-id", type=non_negative_int, default=42, help="DDS domain of the run")
+    bridge.add_argument("--json", type=Path, metavar="PATH", help="also write the JSON to PATH")
+    bridge.set_defaults(handler=bench_bridge)

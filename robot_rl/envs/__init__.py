@@ -27,16 +27,21 @@ def make_arm_env(
     reward_type: str | None = None,
     images: bool | None = None,
     action_mode: str | None = None,
-    robot: Robot | None = None,
+    robot: Robot | str | None = None,
     render_mode: str | None = None,
 ) -> gym.Env:
     """Entry point behind every registered id; returns ``TimeLimit(ArmEnv)``.
 
     ``config`` is an :class:`EnvConfig` or a YAML path layered over the task's defaults;
     ``overrides`` is a nested dict (``{"control": {"use_yaw": True}}``); ``reward_type``,
-    ``images`` and ``action_mode`` are shortcuts for the most common overrides.
+    ``images`` and ``action_mode`` are shortcuts for the most common overrides. ``robot`` is a
+    ready :class:`Robot`, or the kind to build: ``"sim"`` (MuJoCo in process) or ``"ros2"`` (a
+    client of a running ``robot-rl bridge``; settings under ``robot.ros2``).
     """
     shortcuts: dict[str, Any] = {}
+    if isinstance(robot, str):
+        shortcuts = {"robot": {"kind": robot}}
+        robot = None
     if reward_type is not None:
         shortcuts = deep_merge(shortcuts, {"task": {"reward_type": reward_type}})
     if images is not None:

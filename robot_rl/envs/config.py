@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal, Mapping
 
 from robot_rl.config import ConfigError, deep_merge, from_dict, merge_layers, read_yaml
+from robot_rl.hardware.transport.base import TransportConfig
 
 TASKS = ("reach", "push", "pick", "peg")
 ENV_IDS = {
@@ -73,10 +74,21 @@ class SimConfig:
 
 
 @dataclass(frozen=True)
+class Ros2ArmConfig:
+    """How ``Ros2Arm`` reaches an arm bridge node (``robot-rl bridge``) over ROS 2."""
+
+    transport: TransportConfig = field(default_factory=TransportConfig)
+    connect_timeout: float = 10.0  # s to wait for the bridge's spec
+    state_timeout: float = 0.25  # s past a step's period before the state counts as stale
+    reset_timeout: float = 30.0  # s for the bridge to finish a reset (a real arm drives home)
+
+
+@dataclass(frozen=True)
 class RobotConfig:
-    kind: Literal["sim"] = "sim"
+    kind: Literal["sim", "ros2"] = "sim"  # sim: MuJoCo in process; ros2: a bridge node over ROS 2
     home_noise: float = 0.02  # rad, uniform noise on the home posture at reset
     sim: SimConfig = field(default_factory=SimConfig)
+    ros2: Ros2ArmConfig = field(default_factory=Ros2ArmConfig)
 
 
 @dataclass(frozen=True)

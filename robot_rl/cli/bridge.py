@@ -1,0 +1,76 @@
+"""``robot-rl bridge``: serve the simulated arm or a real ros2_control arm on ROS 2 topics."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from robot_rl.cli.common import CommandError, add_set_option, positive_float, task_name
+from robot_rl.config import deep_merge, parse_overrides
+
+
+def bridge(args: argparse.Namespace) -> int:
+    from robot_rl.hardware.node import load_bridge_config, serve
+
+    robot = args.robot
+    if robot != "sim" and not Path(robot).is_file():
+        raise CommandError(f"--robot must be 'sim' or a hardware config YAML (e.g. hardware/configs/franka.yaml); "
+                           f"{robot!r} is neither")
+    shortcuts: dict[str, Any] = {}
+    for key, value in (("state_hz", args.state_hz), ("publish_clock", args.clock or None),
+                       ("cameras", args.cameras), ("compressed_images", args.compressed or None),
+                       ("events_log", args.events_log and str(args.events_log))):
+        if value is not None:
+            shortcuts[key] = value
+    transport = {key: value for key, value in (("backend", args.backend), ("domain_id", args.domain_id),
+                                                ("network", args.network), ("namespace", args.namespace))
+                 if value is not None}
+    if transport:
+        shortcuts["transport"] = transport
+    config = load_bridge_config(args.config, deep_merge(shortcuts, parse_overrides(args.overrides)))
+
+    def ready(node: Any) -> None:
+        print(json.dumps({"bridge": "ready", "robot": robot, "task": args.task, "joints": list(node.robot.spec.joint_names),
+                          "state_hz": node.config.state_hz, "backend": type(node.transport).__name__,
+                          "namespace": config.transport.namespace or "/", "domain_id": config.transport.domain_id,
+                          "network": config.transport.network}), file=sys.stderr, flush=True)
+
+    stats = serve(robot, task_name(args.task), config, args.duration, on_ready=ready)
+    print(json.dumps({"bridge": "stopped", "ticks": stats.ticks, "overruns": stats.overruns,
+                      "worst_lateness_ms": round(stats.worst_lateness * 1e3, 3), "stale_ticks": stats.stale_ticks,
+                      "commands_received": stats.commands_received}),
+          file=sys.stderr, flush=True)
+    return 0
+
+
+def add_bridge_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "bridge", help="serve an arm (simulated or real) on ROS 2 topics",
+        description="Run the arm bridge node: the MuJoCo arm (--robot sim) or a real ros2_control arm "
+                    "(--robot hardware/configs/<arm>.yaml) behind standard ROS 2 topics (joint_states, "
+                    "forward_position_controller/commands, joint_trajectory_controller/joint_trajectory, "
+                    "robot_rl/tool_target, robot_rl/estop, ...; see robot_rl.hardware.topics), with the safety "
+                    "supervisor between every command and the arm. Uses rclpy where ROS 2 is sourced, otherwise "
+                    "the cyclonedds wheel with ROS 2 wire conventions. By default DDS stays on the loopback "
+                    "interface (--network loopback); use --network system to talk to other machines with your "
+                    "own CYCLONEDDS_URI. Stops cleanly on Ctrl-C / SIGTERM.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--robot", default="sim", help="'sim' or a hardware config YAML")
+    parser.add_argument("--task", default="reach", help="scene of the simulated arm: reach | push | pick | peg")
+    parser.add_argument("--config", type=Path, help="bridge config YAML (BridgeConfig: rates, safety, transport)")
+    parser.add_argument("--state-hz", type=positive_float, help="ticks per second (state published, command applied)")
+    parser.add_argument("--clock", action="store_true", help="publish sim time on /clock")
+    parser.add_argument("--cameras", nargs="+", metavar="CAMERA", help="simulated cameras to publish (scene, wrist)")
+    parser.add_argument("--compressed", action="store_true", help="also publish JPEG CompressedImage")
+    parser.add_argument("--events-log", type=Path, help="append safety events to this JSON-lines file")
+    parser.add_argument("--backend", choices=["auto", "dds", "rclpy"], help="transport (auto: rclpy if importable)")
+    parser.add_argument("--domain-id", type=int, help="ROS_DOMAIN_ID / DDS domain")
+    parser.add_argument("--network", choices=["loopback", "system"],
+                        help="loopback: DDS only on 127.0.0.1; system: your CYCLONEDDS_URI / ROS settings")
+    parser.add_argument("--namespace", help="namespace of every relative topic, e.g. /arm1")
+    parser.add_argument("--duration", type=positive_float, help="stop after this many seconds")
+    add_set_option(parser, "safety.command_timeout=1.0 safety.max_tool_speed=0.3")
+    parser.set_defaults(handler=bridge)

@@ -1,0 +1,264 @@
+"""Multi-process ROS 2 scenarios run by tests/test_bridge.py, each in a private network namespace.
+
+``python tests/ros2_scenarios.py <scenario>`` starts ``robot-rl bridge`` processes, drives them
+from this process over real DDS (loopback-only configuration, set before any participant) and
+prints one JSON line of findings; failed checks raise (non-zero exit, traceback on stderr).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+from robot_rl.hardware.transport import TransportConfig, use_loopback_network  # noqa: E402
+
+DOMAIN = 17
+use_loopback_network()  # before anything can create a participant
+
+import gymnasium as gym  # noqa: E402
+import numpy as np  # noqa: E402
+
+import robot_rl  # noqa: E402,F401
+from robot_rl.envs.config import Ros2ArmConfig  # noqa: E402
+from robot_rl.hardware.bridge import StaleStateError  # noqa: E402
+from robot_rl.hardware.ros2_arm import Ros2Arm  # noqa: E402
+from robot_rl.hardware.transport import make_transport  # noqa: E402
+from robot_rl.robot import EndEffectorCommand, JointCommand, ResetRequest  # noqa: E402
+from robot_rl.sim.experts import make_expert  # noqa: E402
+
+BACKEND = os.environ.get("ROBOT_RL_TEST_BACKEND", "dds")  # rclpy on a ROS 2 machine
+TRANSPORT = {"backend": BACKEND, "network": "loopback", "domain_id": DOMAIN}
+
+
+class BridgeProcess:
+    """``robot-rl bridge`` in a child process; stderr drained on a thread (and kept)."""
+
+    started: list[BridgeProcess] = []
+
+    def __init__(self, *args: str) -> None:
+        BridgeProcess.started.append(self)
+        command = [sys.executable, "-m", "robot_rl.cli", "bridge", "--backend", BACKEND, "--network", "loopback",
+                   "--domain-id", str(DOMAIN), *args]
+        self.process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+        self.lines: list[str] = []
+        ready = threading.Event()
+
+        def drain() -> None:
+            for line in self.process.stderr:
+                self.lines.append(line)
+                if '"ready"' in line:
+                    ready.set()
+
+        threading.Thread(target=drain, daemon=True).start()
+        if not ready.wait(60):
+            self.process.kill()
+            raise RuntimeError("bridge did not start:\n" + "".join(self.lines))
+
+    def stop(self) -> dict:
+        self.process.send_signal(signal.SIGINT)
+        code = self.process.wait(timeout=30)
+        time.sleep(0.1)
+        assert code == 0, f"bridge exited with {code}:\n{''.join(self.lines[-30:])}"
+        stopped = [json.loads(line) for line in self.lines if '"stopped"' in line]
+        assert stopped, "no final statistics from the bridge"
+        return stopped[-1]
+
+
+def arm_config(namespace: str = "") -> Ros2ArmConfig:
+    return Ros2ArmConfig(transport=TransportConfig(**TRANSPORT, namespace=namespace))
+
+
+def tool_speed(arm: Ros2Arm, seconds: float) -> float:
+    """Mean tool speed (m/s) over ``seconds`` from the bridge's state stream."""
+    start = arm.read_state()
+    time.sleep(seconds)
+    end = arm.read_state()
+    return float(np.linalg.norm(end.ee_pos - start.ee_pos) / max(end.timestamp - start.timestamp, 1e-9))
+
+
+def wait_event(arm: Ros2Arm, kind: str, timeout: float = 2.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for event in list(arm.events):
+            if event["kind"] == kind:
+                return event
+        time.sleep(0.01)
+    raise AssertionError(f"no {kind!r} event within {timeout} s; events: {list(arm.events)}")
+
+
+# --------------------------------------------------------------------------- scenarios
+def episodes() -> dict:
+    """ArmEnv over ROS 2: the arm moves where commanded; the scripted expert solves pick."""
+    bridge = BridgeProcess("--robot", "sim", "--task", "pick")
+    findings: dict = {}
+    try:
+        env = gym.make("RobotRL/ArmPickCube-v0", robot="ros2", overrides={"robot": {"ros2": {"transport": TRANSPORT}}})
+        obs, _ = env.reset(seed=3)
+        start = obs["ee_pos"].copy()
+        for _ in range(5):
+            obs, *_ = env.step(np.array([1.0, 0.0, 0.0, 1.0], np.float32))  # +3 cm x per step
+        moved = obs["ee_pos"] - start
+        findings["moved_x"] = float(moved[0])
+        assert 0.10 <= moved[0] <= 0.16 and abs(moved[1]) < 0.01 and abs(moved[2]) < 0.01, moved
+        successes = []
+        expert = make_expert(env)
+        for seed in (0, 1):
+            obs, info = env.reset(seed=seed)
+            expert.reset()
+            done = False
+            while not done:
+                obs, _, terminated, truncated, info = env.step(expert.act(obs))
+                done = terminated or truncated
+            successes.append(bool(info["is_success"]))
+        findings["expert_successes"] = successes
+        assert all(successes), successes
+        findings["traffic"] = env.unwrapped.robot.traffic()
+        env.close()
+    finally:
+        findings["bridge"] = bridge.stop()
+    assert findings["bridge"]["commands_received"] == findings["traffic"]["commands_sent"], findings
+    return findings
+
+
+def safety() -> dict:
+    """E-stop within one control period, clipping reported, NaN rejected, heartbeat hold."""
+    bridge = BridgeProcess("--robot", "sim", "--task", "reach", "--set", "safety.command_timeout=0.3")
+    findings: dict = {}
+    try:
+        arm = Ros2Arm(arm_config())
+        state = arm.reset(ResetRequest(arm.spec.home, 0.04))
+        raw = make_transport(TransportConfig(**TRANSPORT))
+        joints_pub = raw.publisher("forward_position_controller/commands", "std_msgs/msg/Float64MultiArray")
+        estop_pub = raw.publisher("robot_rl/estop", "std_msgs/msg/Bool")
+        time.sleep(0.5)  # discovery of the raw publishers
+
+        # Moving at 0.5 m/s toward a far target, then e-stop: the tool must stop within 0.1 s.
+        target = state.ee_pos + np.array([0.0, 0.3, 0.0])
+        for _ in range(3):
+            arm.command(EndEffectorCommand(target, state.ee_quat, 0.04))
+            arm.advance(0.1)
+        moving = tool_speed(arm, 0.05)
+        estop_pub.publish(raw.message("std_msgs/msg/Bool", data=True))
+        sent = arm.read_state().timestamp
+        engaged = wait_event(arm, "estop_engaged")
+        findings["estop_latency_s"] = engaged["time"] - sent
+        assert engaged["time"] - sent <= 0.1, findings
+        for _ in range(5):  # the client keeps commanding: ignored while stopped
+            arm.command(EndEffectorCommand(target, state.ee_quat, 0.04))
+            arm.advance(0.1)
+        stopped = tool_speed(arm, 0.2)
+        findings.update(speed_before=moving, speed_after=stopped)
+        assert moving > 0.2 and stopped < 0.01, findings
+        estop_pub.publish(raw.message("std_msgs/msg/Bool", data=False))
+        wait_event(arm, "estop_released")
+
+        # Joint targets beyond the limits: clipped, reported, never exceeded.
+        beyond = arm.spec.joint_upper + 0.5
+        for _ in range(10):
+            arm.command(JointCommand(beyond, 0.04))
+            arm.advance(0.1)
+        clipped = wait_event(arm, "clipped")
+        findings["clipped"] = clipped["detail"]
+        assert np.all(arm.read_state().joint_pos <= arm.spec.joint_upper + 0.02)
+
+        # NaN command: rejected, the arm keeps its previous target.
+        hold = arm.spec.home
+        for _ in range(20):
+            arm.command(JointCommand(hold, 0.04))
+            arm.advance(0.1)
+        joints_pub.publish(raw.message("std_msgs/msg/Float64MultiArray", data=[float("nan")] * 7))
+        wait_event(arm, "rejected")
+        for _ in range(3):
+            arm.command(JointCommand(hold, 0.04))
+            after = arm.advance(0.1)
+        findings["hold_error_after_nan_rad"] = float(np.max(np.abs(after.joint_pos - hold)))
+        assert findings["hold_error_after_nan_rad"] < 0.02, findings
+
+        # Heartbeat: no command for longer than command_timeout → hold.
+        arm.command(EndEffectorCommand(state.ee_pos, state.ee_quat, 0.04))
+        wait_event(arm, "command_stale", timeout=2.0)
+        raw.close()
+        arm.close()
+    finally:
+        findings["bridge"] = bridge.stop()
+    return findings
+
+
+def hardware_chain() -> dict:
+    """A real-arm bridge (hardware config) in front of a "ros2_control arm" (the sim bridge):
+    reset drives home, tool targets move the arm, and a SIGKILLed joint-state publisher makes
+    the bridge hold and the client raise StaleStateError."""
+    from robot_rl.sim.sim_arm import ARM_JOINTS, HOME, VELOCITY_LIMITS, SimArm
+
+    sim = SimArm("reach")
+    lower, upper = sim.spec.joint_lower, sim.spec.joint_upper
+    sim.close()
+    config = {
+        "name": "sim_as_ros2_control", "joint_names": list(ARM_JOINTS), "joint_lower": lower.tolist(),
+        "joint_upper": upper.tolist(), "joint_velocity_limit": VELOCITY_LIMITS.tolist(), "home": HOME.tolist(),
+        "kinematics": "franka_panda",
+        "state": {"joint_states_topic": "/sim/joint_states"},
+        "command": {"mode": "position", "topic": "/sim/forward_position_controller/commands", "rate_hz": 100.0},
+        "safety": {"state_timeout": 0.1, "command_timeout": 0.5},
+    }
+    path = Path(tempfile.mkdtemp()) / "arm.yaml"
+    path.write_text(json.dumps(config))  # JSON is YAML
+    robot_arm = BridgeProcess("--robot", "sim", "--task", "reach", "--namespace", "/sim", "--set",
+                              "safety.command_timeout=2.0")
+    front = BridgeProcess("--robot", str(path), "--namespace", "/arm")
+    findings: dict = {}
+    try:
+        arm = Ros2Arm(arm_config("/arm"))
+        away = HOME + np.array([0.15, 0.0, 0.0, 0.0, 0.0, 0.0, 0.3])  # tool 7 cm sideways, wrist turned
+        state = arm.reset(ResetRequest(away, 0.0))
+        findings["reset_error_rad"] = float(np.max(np.abs(state.joint_pos - away)))
+        assert findings["reset_error_rad"] < 0.02, findings
+        target = state.ee_pos + np.array([0.05, 0.0, -0.05])
+        for _ in range(15):
+            arm.command(EndEffectorCommand(target, state.ee_quat, 0.0))
+            state = arm.advance(0.1)
+        findings["tool_error_m"] = float(np.linalg.norm(state.ee_pos - target))
+        refused = HOME + np.array([0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0])  # tool far outside the box
+        try:
+            arm.reset(ResetRequest(refused, 0.0))
+            raise AssertionError("a reset pose outside the workspace was accepted")
+        except ValueError as exc:
+            findings["refused_reset"] = str(exc)[:120]
+        assert findings["tool_error_m"] < 0.01, findings
+        robot_arm.process.send_signal(signal.SIGKILL)
+        robot_arm.process.wait(timeout=10)
+        stale = wait_event(arm, "state_stale", timeout=3.0)
+        findings["stale_event"] = stale["detail"]
+        try:
+            arm.command(EndEffectorCommand(target, state.ee_quat, 0.0))
+            arm.advance(0.1)
+            raise AssertionError("advance returned although the arm's joint states stopped")
+        except StaleStateError as exc:
+            findings["client_error"] = str(exc)[:80]
+        arm.close()
+    finally:
+        findings["front_bridge"] = front.stop()
+        if robot_arm.process.poll() is None:
+            robot_arm.process.kill()
+    assert findings["front_bridge"]["stale_ticks"] > 0, findings
+    return findings
+
+
+SCENARIOS = {"episodes": episodes, "safety": safety, "hardware_chain": hardware_chain}
+
+if __name__ == "__main__":
+    try:
+        print(json.dumps(SCENARIOS[sys.argv[1]]()), flush=True)
+    except BaseException:
+        for bridge in BridgeProcess.started:  # what the bridges said, for the failure report
+            print(f"--- bridge {bridge.process.args[4:]}:\n{''.join(bridge.lines[-40:])}", file=sys.stderr)
+        raise
