@@ -28,9 +28,14 @@ from robot_rl.data.recorder import EpisodeRecorder, ScriptedSource, open_recordi
 from robot_rl.envs.config import ENV_IDS
 
 LEARNERS = ("rlpd", "ddpgfd", "awac", "sac", "sb3")
-# What fits a 2-core CPU: RLPD's critic ensemble of 10 at UTD 2 instead of its preset 10 (the
-# preset would take ~2 h per 20k-step run here). Reported in the JSON.
-COMPUTE_OVERRIDES: dict[str, dict] = {"rlpd": {"agent": {"utd_ratio": 2, "actor_update_interval": 2}}}
+# What fits 3 seeds x 5 learners x 20k steps on a 2-core CPU in about an hour: one gradient step
+# per env step for every learner (the presets use 10 for RLPD, 4 for DDPGfD, 2 for AWAC; RLPD's
+# preset alone would take ~2 h per run here). Reported in the JSON; --preset-utd restores them.
+COMPUTE_OVERRIDES: dict[str, dict] = {
+    "rlpd": {"agent": {"utd_ratio": 1, "actor_update_interval": 1}},
+    "ddpgfd": {"agent": {"utd_ratio": 1}},
+    "awac": {"agent": {"utd_ratio": 1}},
+}
 
 
 def record_demos(task: str, episodes: int, path: Path) -> Path:
@@ -47,28 +52,30 @@ def main() -> None:
     parser.add_argument("--task", choices=sorted(ENV_IDS), default="pick")
     parser.add_argument("--demos", type=int, default=20, help="scripted demonstrations to record")
     parser.add_argument("--learners", nargs="+", choices=LEARNERS, default=list(LEARNERS))
+    parser.add_argument("--preset-utd", action="store_true", help="keep the presets' update-to-data ratios")
     add_protocol_options(parser, steps=20000, eval_every=1000)
     args = parser.parse_args()
+    compute = {} if args.preset_utd else COMPUTE_OVERRIDES
     args.out.mkdir(parents=True, exist_ok=True)
     args.work.mkdir(parents=True, exist_ok=True)
     demos = record_demos(args.task, args.demos, args.work / f"demos_{args.task}_{args.demos}.zarr")
     results: dict[str, dict] = {name: {} for name in args.learners}
     for seed in args.seeds:
         for name in args.learners:
-            run_dir = args.work / f"{args.task}_{name}_{args.steps}_seed{seed}"
+            run_dir = args.work / f"{args.task}_{name}_{args.steps}{'_preset' if args.preset_utd else ''}_seed{seed}"
             if name == "sb3":
                 results[name][seed] = cached_run(run_dir, lambda: run_sb3(
                     ENV_IDS[args.task], {"reward_type": "sparse"}, seed, args.steps, args.eval_every,
                     args.eval_episodes, args.torch_threads))
                 continue
             overrides = deep_merge({"env": {"task": {"name": args.task, "reward_type": "sparse"}},
-                                    "train": loop_overrides(args, seed)}, COMPUTE_OVERRIDES.get(name, {}))
+                                    "train": loop_overrides(args, seed)}, compute.get(name, {}))
             if name != "sac":
                 overrides["demos"] = {"paths": [str(demos)]}
             results[name][seed] = cached_run(run_dir, lambda: run_ours(run_dir, overrides, agent_preset=name))
     write_report(results, {"task": f"{ENV_IDS[args.task]} (sparse)", "demonstrations": args.demos,
                            "budget_env_steps": args.steps, "seeds": args.seeds,
-                           "compute_overrides": COMPUTE_OVERRIDES, "torch_threads_per_run": args.torch_threads},
+                           "compute_overrides": compute, "torch_threads_per_run": args.torch_threads},
                  args.out, f"demo_learning_{args.task}",
                  f"{ENV_IDS[args.task]} (sparse, {args.demos} demos): every seed, unsmoothed")
 

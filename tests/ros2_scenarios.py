@@ -193,6 +193,73 @@ def safety() -> dict:
     return findings
 
 
+def commands_and_images() -> dict:
+    """JointTrajectory and TwistStamped commands from a plain ROS 2 publisher, /clock, and camera
+    images (raw into the env's observations, JPEG on the compressed topic)."""
+    bridge = BridgeProcess("--robot", "sim", "--task", "reach", "--clock", "--cameras", "scene", "wrist",
+                           "--compressed", "--set", "safety.command_timeout=0.3")
+    findings: dict = {}
+    try:
+        raw = make_transport(TransportConfig(**TRANSPORT))
+        received: dict[str, list] = {"clock": [], "jpeg": []}
+        raw.subscribe("/clock", "rosgraph_msgs/msg/Clock", lambda m: received["clock"].append(m.clock.sec + m.clock.nanosec * 1e-9))
+        raw.subscribe("camera/scene/image_raw/compressed", "sensor_msgs/msg/CompressedImage",
+                      lambda m: received["jpeg"].append((m.format, bytes(m.data))))
+        trajectory_pub = raw.publisher("joint_trajectory_controller/joint_trajectory", "trajectory_msgs/msg/JointTrajectory")
+        twist_pub = raw.publisher("robot_rl/tool_twist", "geometry_msgs/msg/TwistStamped")
+        env = gym.make("RobotRL/ArmReach-v0", robot="ros2", images=True,
+                       overrides={"robot": {"ros2": {"transport": TRANSPORT}}})
+        obs, _ = env.reset(seed=0)
+        arm = env.unwrapped.robot
+        first = obs["image_wrist"].copy()
+        for _ in range(5):
+            obs, *_ = env.step(np.array([0.0, 1.0, 0.0, -1.0], np.float32))
+        findings["image_shapes"] = [list(obs["image_scene"].shape), list(obs["image_wrist"].shape)]
+        findings["wrist_image_change"] = float(np.abs(obs["image_wrist"].astype(int) - first).mean())
+        assert findings["image_shapes"] == [[128, 128, 3], [128, 128, 3]] and findings["wrist_image_change"] > 1.0
+
+        # A two-point trajectory (joint names shuffled, as a controller accepts them).
+        start = arm.read_state().joint_pos
+        goal = start + np.array([0.2, 0.0, 0.0, -0.1, 0.0, 0.0, 0.2])
+        order = [6, 0, 3, 1, 2, 4, 5]
+        point = lambda q, t: raw.message(  # noqa: E731
+            "trajectory_msgs/msg/JointTrajectoryPoint", positions=[float(q[i]) for i in order],
+            time_from_start=raw.message("builtin_interfaces/msg/Duration", sec=int(t), nanosec=int((t % 1) * 1e9)))
+        trajectory_pub.publish(raw.message("trajectory_msgs/msg/JointTrajectory",
+                                           joint_names=[arm.spec.joint_names[i] for i in order],
+                                           points=[point((start + goal) / 2, 0.5), point(goal, 1.0)]))
+        time.sleep(1.8)
+        findings["trajectory_error_rad"] = float(np.max(np.abs(arm.read_state().joint_pos - goal)))
+        assert findings["trajectory_error_rad"] < 0.02, findings
+
+        # A tool twist of 5 cm/s along +z for 0.5 s, then silence: the arm stops by itself.
+        before = arm.read_state().ee_pos
+        for _ in range(10):
+            twist_pub.publish(raw.message("geometry_msgs/msg/TwistStamped", twist=raw.message(
+                "geometry_msgs/msg/Twist", linear=raw.message("geometry_msgs/msg/Vector3", z=0.05))))
+            time.sleep(0.05)
+        time.sleep(1.0)
+        moved = arm.read_state().ee_pos - before
+        findings["twist_moved_m"] = moved.tolist()
+        assert 0.015 < moved[2] < 0.045 and np.all(np.abs(moved[:2]) < 0.005), findings
+        assert tool_speed(arm, 0.2) < 0.005
+        wait_event(arm, "command_stale")
+
+        findings["clock_messages"] = len(received["clock"])
+        assert len(received["clock"]) > 100 and np.all(np.diff(received["clock"]) > 0)
+        fmt, data = received["jpeg"][-1]
+        from io import BytesIO
+
+        from PIL import Image
+        findings["jpeg"] = [fmt, list(np.asarray(Image.open(BytesIO(data))).shape)]
+        assert findings["jpeg"] == ["jpeg", [128, 128, 3]]
+        env.close()
+        raw.close()
+    finally:
+        findings["bridge"] = bridge.stop()
+    return findings
+
+
 def hardware_chain() -> dict:
     """A real-arm bridge (hardware config) in front of a "ros2_control arm" (the sim bridge):
     reset drives home, tool targets move the arm, and a SIGKILLed joint-state publisher makes
@@ -253,7 +320,8 @@ def hardware_chain() -> dict:
     return findings
 
 
-SCENARIOS = {"episodes": episodes, "safety": safety, "hardware_chain": hardware_chain}
+SCENARIOS = {"episodes": episodes, "safety": safety, "commands_and_images": commands_and_images,
+             "hardware_chain": hardware_chain}
 
 if __name__ == "__main__":
     try:

@@ -61,3 +61,12 @@ def test_real_arm_bridge_holds_when_its_joint_states_stop():
     assert "outside the safety workspace" in findings["refused_reset"]
     assert "no fresh robot state" in findings["stale_event"]
     assert findings["front_bridge"]["stale_ticks"] > 0
+
+
+@pytest.mark.slow
+def test_trajectory_twist_clock_and_camera_topics():
+    findings = run_scenario("commands_and_images")
+    assert findings["image_shapes"] == [[128, 128, 3], [128, 128, 3]]
+    assert findings["trajectory_error_rad"] < 0.02
+    assert 0.015 < findings["twist_moved_m"][2] < 0.045
+    assert findings["jpeg"] == ["jpeg", [128, 128, 3]]
