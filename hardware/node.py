@@ -21,9 +21,13 @@ from robot_rl.hardware.transport import make_transport
 log = logging.getLogger(__name__)
 
 
-def load_bridge_config(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> BridgeConfig:
-    """Defaults ← optional YAML ← ``--set``-style overrides, validated (errors name key and file)."""
+def load_bridge_config(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None,
+                       robot: str = "sim") -> BridgeConfig:
+    """Defaults ← a hardware arm file's ``safety`` section (``robot`` other than ``sim``) ← optional
+    bridge YAML ← ``--set``-style overrides, validated (errors name key and file)."""
     layers: list[tuple[str, Mapping[str, Any]]] = []
+    if robot != "sim":
+        layers.append((robot, {"safety": read_yaml(robot).get("safety", {})}))
     if path is not None:
         layers.append((str(path), read_yaml(path)))
     if overrides:

@@ -11,6 +11,7 @@ so a real arm paces the bridge; none within the deadline raises
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from contextlib import ExitStack
 from pathlib import Path
@@ -21,6 +22,7 @@ import numpy as np
 from robot_rl.hardware import conversions as conv
 from robot_rl.hardware.arm_config import HardwareArmConfig, arm_kinematics, load_arm_config, to_robot_spec
 from robot_rl.hardware.bridge import ArmBridge, BridgeConfig, StaleStateError
+from robot_rl.hardware.safety import SafetyConfig
 from robot_rl.hardware.transport import Transport, make_transport
 from robot_rl.robot import Command, EndEffectorCommand, JointCommand, ResetRequest, RobotState
 
@@ -31,14 +33,17 @@ class Ros2ControlArm:
     Args:
         config: the arm's hardware config (joint names, limits, topics, kinematics).
         transport: the ROS 2 transport shared with the bridge node.
+        safety: the limits in force (default: the config's ``safety`` section); its joint speed
+            bounds the IK steps and its ``state_timeout`` is the joint-state deadline.
     """
 
-    def __init__(self, config: HardwareArmConfig, transport: Transport) -> None:
+    def __init__(self, config: HardwareArmConfig, transport: Transport, safety: SafetyConfig | None = None) -> None:
         self.config = config
         self.transport = transport
+        self.safety = safety or config.safety
         self.spec = to_robot_spec(config)
         self.kinematics = arm_kinematics(config)
-        self._max_joint_speed = config.safety.max_joint_speed_fraction * self.spec.joint_velocity_limit
+        self._max_joint_speed = self.safety.max_joint_speed_fraction * self.spec.joint_velocity_limit
         self._cond = threading.Condition()
         self._joints: tuple[float, np.ndarray, np.ndarray] | None = None  # stamp, positions, velocities
         self._gripper_width = 0.0
@@ -66,7 +71,7 @@ class Ros2ControlArm:
         the last one returned (the arm's own rate paces the caller)."""
         self._send(duration)
         due = self._returned_stamp + 0.5 * duration
-        timeout = duration + self.config.safety.state_timeout
+        timeout = duration + self.safety.state_timeout
         with self._cond:
             if not self._cond.wait_for(lambda: self._joints is not None and self._joints[0] >= due, timeout):
                 raise StaleStateError(f"no joint state on {self.config.state.joint_states_topic} within {timeout:.3f} s")
@@ -76,7 +81,7 @@ class Ros2ControlArm:
 
     def read_state(self) -> RobotState:
         with self._cond:
-            if not self._cond.wait_for(lambda: self._joints is not None, self.config.safety.state_timeout * 20):
+            if not self._cond.wait_for(lambda: self._joints is not None, self.safety.state_timeout * 20):
                 raise StaleStateError(f"no joint state on {self.config.state.joint_states_topic} yet; is the "
                                       f"arm's driver running with its joint_state_broadcaster?")
             return self._assemble()
@@ -136,15 +141,12 @@ class Ros2ControlArm:
 
 def open_hardware_bridge(path: Path, config: BridgeConfig, stack: ExitStack) -> ArmBridge:
     """A bridge node for the real arm described by the YAML at ``path``: ticks at the arm's command
-    rate, paced by its joint states, resets by driving to the start pose, safety limits from the
-    arm file."""
-    import dataclasses
-
+    rate, paced by its joint states, and resets by driving to the start pose. ``config.safety``
+    should be layered over the arm file's ``safety`` section (``load_bridge_config(robot=path)``)."""
     arm_config = load_arm_config(path)
-    config = dataclasses.replace(config, state_hz=arm_config.command.rate_hz, real_time=False, reset_mode="move",
-                                 safety=arm_config.safety)
+    config = dataclasses.replace(config, state_hz=arm_config.command.rate_hz, real_time=False, reset_mode="move")
     transport = make_transport(config.transport)
     stack.callback(transport.close)
-    arm = Ros2ControlArm(arm_config, transport)
+    arm = Ros2ControlArm(arm_config, transport, config.safety)
     stack.callback(arm.close)
     return ArmBridge(arm, transport, config, tool_position=lambda q: arm.kinematics.forward(q)[0])

@@ -70,3 +70,17 @@ def test_trajectory_twist_clock_and_camera_topics():
     assert findings["trajectory_error_rad"] < 0.02
     assert 0.015 < findings["twist_moved_m"][2] < 0.045
     assert findings["jpeg"] == ["jpeg", [128, 128, 3]]
+
+
+def test_bridge_cli_reports_bad_robot_configs_in_one_line(tmp_path, capsys):
+    from robot_rl.cli import main
+
+    assert main(["bridge", "--robot", str(tmp_path / "missing.yaml")]) == 2
+    assert "neither" in capsys.readouterr().err
+    bad = tmp_path / "arm.yaml"
+    bad.write_text((Path(__file__).parents[1] / "hardware/configs/ur5e.yaml").read_text() + "\nspeed_factor: 2\n")
+    assert main(["bridge", "--robot", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "speed_factor" in err and str(bad) in err
+    assert main(["bridge", "--robot", "sim", "--set", "safety.command_timeout=-1"]) == 2
+    assert "command_timeout" in capsys.readouterr().err

@@ -30,7 +30,7 @@ def bridge(args: argparse.Namespace) -> int:
                  if value is not None}
     if transport:
         shortcuts["transport"] = transport
-    config = load_bridge_config(args.config, deep_merge(shortcuts, parse_overrides(args.overrides)))
+    config = load_bridge_config(args.config, deep_merge(shortcuts, parse_overrides(args.overrides)), robot)
 
     def ready(node: Any) -> None:
         print(json.dumps({"bridge": "ready", "robot": robot, "task": args.task, "joints": list(node.robot.spec.joint_names),
@@ -72,5 +72,6 @@ def add_bridge_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="loopback: DDS only on 127.0.0.1; system: your CYCLONEDDS_URI / ROS settings")
     parser.add_argument("--namespace", help="namespace of every relative topic, e.g. /arm1")
     parser.add_argument("--duration", type=positive_float, help="stop after this many seconds")
-    add_set_option(parser, "safety.command_timeout=1.0 safety.max_tool_speed=0.3")
+    add_set_option(parser, "safety.command_timeout=1.0 safety.max_tool_speed=0.3 (a hardware config's "
+                           "safety section is the base these override)")
     parser.set_defaults(handler=bridge)
