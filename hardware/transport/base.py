@@ -25,6 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+from robot_rl.config import ConfigError
+
 from robot_rl.hardware.transport.network import MAX_DOMAIN_ID
 
 #: rmw's limit on fully qualified topic names (255 minus room for the ``rq``/``Request`` affixes
@@ -68,15 +70,15 @@ class TransportConfig:
 
     def __post_init__(self) -> None:
         if self.backend not in ("auto", "dds", "rclpy"):
-            raise ValueError(f"unknown transport backend {self.backend!r}")
+            raise ConfigError(f"unknown transport backend {self.backend!r}")
         if self.network not in ("loopback", "system"):
-            raise ValueError(f"unknown network {self.network!r}")
+            raise ConfigError(f"unknown network {self.network!r}")
         if not 0 <= self.domain_id <= MAX_DOMAIN_ID:
-            raise ValueError(f"ROS domain id must be in 0..{MAX_DOMAIN_ID}, got {self.domain_id}")
+            raise ConfigError(f"ROS domain id must be in 0..{MAX_DOMAIN_ID}, got {self.domain_id}")
         if not _NODE_NAME.fullmatch(self.node_name):
-            raise ValueError(f"invalid ROS node name {self.node_name!r}")
+            raise ConfigError(f"invalid ROS node name {self.node_name!r}")
         if not _NAMESPACE.fullmatch(self.namespace):
-            raise ValueError(f"invalid ROS namespace {self.namespace!r} (e.g. '' or '/arm1')")
+            raise ConfigError(f"invalid ROS namespace {self.namespace!r} (e.g. '' or '/arm1')")
 
 
 class Publisher(Protocol):
