@@ -198,7 +198,7 @@ class ArmBridge:
             if request_id not in self._seen_resets:  # clients re-send until answered
                 self._seen_resets.append(request_id)
                 teleported |= self._reset(request_id, request)
-        if teleported:  # the reset pose is this tick's state; commands wait for the next tick
+        if teleported:  # the reset pose is this tick's state; commands that came with it were for the old episode
             self.stats.ticks += 1
             self._publish_state()
             return
