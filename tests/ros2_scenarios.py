@@ -320,7 +320,33 @@ def hardware_chain() -> dict:
     return findings
 
 
-SCENARIOS = {"episodes": episodes, "safety": safety, "commands_and_images": commands_and_images,
+def train() -> dict:
+    """``robot-rl train`` unchanged over ROS 2 (env.robot.kind=ros2): episodes stored, evaluation
+    run, checkpoint written."""
+    from robot_rl.data import EpisodeStore
+
+    bridge = BridgeProcess("--robot", "sim", "--task", "reach")
+    run_dir = Path(tempfile.mkdtemp()) / "run"
+    findings: dict = {}
+    try:
+        command = [sys.executable, "-m", "robot_rl.cli", "train", "--task", "reach", "--run-dir", str(run_dir),
+                   "--set", "env.robot.kind=ros2", f"env.robot.ros2.transport.backend={BACKEND}",
+                   f"env.robot.ros2.transport.domain_id={DOMAIN}", "train.total_steps=100", "train.warmup_steps=50",
+                   "train.eval_every=100", "train.eval_episodes=1", "train.checkpoint_every=100",
+                   "train.torch_threads=1", "train.progress=false", "agent.batch_size=32"]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=180)
+        assert result.returncode == 0, result.stderr[-3000:]
+        with EpisodeStore.open(run_dir / "seed_0" / "replay.zarr", "r") as store:
+            findings["episodes"] = store.n_episodes
+        findings["eval_rows"] = len((run_dir / "seed_0" / "logs" / "eval.csv").read_text().splitlines()) - 1
+        findings["checkpoint"] = (run_dir / "seed_0" / "checkpoints" / "last.pt").exists()
+        assert findings == {"episodes": 2, "eval_rows": 1, "checkpoint": True}, findings
+    finally:
+        findings["bridge"] = bridge.stop()
+    return findings
+
+
+SCENARIOS = {"train": train, "episodes": episodes, "safety": safety, "commands_and_images": commands_and_images,
              "hardware_chain": hardware_chain}
 
 if __name__ == "__main__":

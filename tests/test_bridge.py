@@ -72,6 +72,12 @@ def test_trajectory_twist_clock_and_camera_topics():
     assert findings["jpeg"] == ["jpeg", [128, 128, 3]]
 
 
+@pytest.mark.slow
+def test_robot_rl_train_runs_unchanged_over_ros2():
+    findings = run_scenario("train")
+    assert findings["episodes"] == 2 and findings["checkpoint"]
+
+
 def test_bridge_cli_reports_bad_robot_configs_in_one_line(tmp_path, capsys):
     from robot_rl.cli import main
 
