@@ -106,14 +106,14 @@ class Ros2Arm:
         # Re-sent until answered: the first one may go out before discovery has matched this
         # publisher with the bridge (the bridge ignores ids it has seen).
         deadline = time.monotonic() + self.config.reset_timeout
-        with self._cond:
-            while request_id not in self._reset_done:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"the bridge did not finish reset {request_id} within "
-                                       f"{self.config.reset_timeout} s")
-                self._pub["reset"].publish(message)
-                self._cond.wait_for(lambda: request_id in self._reset_done, RESET_RESEND_PERIOD)
-            done = self._reset_done.pop(request_id)
+        while True:
+            self._pub["reset"].publish(message)
+            with self._cond:
+                if self._cond.wait_for(lambda: request_id in self._reset_done, RESET_RESEND_PERIOD):
+                    done = self._reset_done.pop(request_id)
+                    break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the bridge did not finish reset {request_id} within {self.config.reset_timeout} s")
         if "error" in done:
             raise ValueError(f"the bridge refused the reset: {done['error']}")
         self._command_stamp = float(done["stamp"])
