@@ -186,6 +186,17 @@ def safety() -> dict:
         # Heartbeat: no command for longer than command_timeout → hold.
         arm.command(EndEffectorCommand(state.ee_pos, state.ee_quat, 0.04))
         wait_event(arm, "command_stale", timeout=2.0)
+
+        # A SIGKILLed client (reliable reader that never acknowledges again, until its lease ends)
+        # must not stall the bridge's loop: the state keeps flowing at the tick rate.
+        client = subprocess.Popen([sys.executable, __file__, "_client"], stdout=subprocess.PIPE, text=True)
+        assert client.stdout.readline().strip() == "connected"
+        before = arm.traffic()["states_received"]
+        client.send_signal(signal.SIGKILL)
+        client.wait()
+        time.sleep(5.0)
+        findings["states_in_5s_after_client_kill"] = arm.traffic()["states_received"] - before
+        assert findings["states_in_5s_after_client_kill"] > 0.9 * 5.0 * 500, findings
         raw.close()
         arm.close()
     finally:
@@ -349,7 +360,17 @@ def train() -> dict:
 SCENARIOS = {"train": train, "episodes": episodes, "safety": safety, "commands_and_images": commands_and_images,
              "hardware_chain": hardware_chain}
 
+def _client() -> None:
+    """A client that connects and then waits to be killed (see ``safety``)."""
+    Ros2Arm(arm_config())
+    print("connected", flush=True)
+    time.sleep(600)
+
+
 if __name__ == "__main__":
+    if sys.argv[1] == "_client":
+        _client()
+        sys.exit(0)
     try:
         print(json.dumps(SCENARIOS[sys.argv[1]]()), flush=True)
     except BaseException:

@@ -52,6 +52,7 @@ def test_safety_supervisor_in_the_bridge():
     assert findings["speed_before"] > 0.2 and findings["speed_after"] < 0.01
     assert "outside limits" in findings["clipped"]
     assert findings["hold_error_after_nan_rad"] < 0.02
+    assert findings["states_in_5s_after_client_kill"] > 2250  # a dead client does not stall the bridge
 
 
 @pytest.mark.slow
