@@ -78,3 +78,36 @@ def test_sigkill_during_offline_phase_resumes_there(tmp_path):
     with open(run_dir / "seed_0" / "logs" / "offline.csv", newline="") as f:
         updates = [int(row["update"]) for row in csv.DictReader(f)]
     assert updates == list(range(100, 1501, 100)), updates
+
+
+def test_ddpgfd_priorities_survive_a_resume(tmp_path):
+    """DDPGfD's TD-error priorities and β position are part of the checkpoint: a resumed trainer
+    samples from the same priorities, not from uniform ones."""
+    import numpy as np
+    import torch
+
+    from robot_rl.training.checkpoint import load_checkpoint
+    from robot_rl.training.loop import Trainer
+
+    env = gym.make("RobotRL/ArmReach-v0")
+    demos = tmp_path / "reach_demos.zarr"
+    with open_recording_store(demos, env) as store:
+        EpisodeRecorder(env, store, ScriptedSource(env)).record(2, first_seed=0)
+    env.close()
+    config = load_train_config(agent_preset="ddpgfd", overrides={
+        "train": {"total_steps": 150, "eval_every": 150, "eval_episodes": 1, "checkpoint_every": 150,
+                  "progress": False, "torch_threads": 1},
+        "agent": {"hidden_sizes": [32, 32], "batch_size": 32},
+        "demos": {"paths": [str(demos)], "offline_steps": 50}})
+    train(config, tmp_path / "run")
+    saved = load_checkpoint(tmp_path / "run" / "seed_0" / "checkpoints" / "last.pt")["replay_priorities"]
+    assert saved["sample_calls"] > 50 and float(saved["priorities"].std()) > 0  # TD errors reached the tree
+    resumed = Trainer(config, tmp_path / "run" / "seed_0", seed=0, resume=True)
+    state = resumed.replay.state_dict()
+    torch.testing.assert_close(state["priorities"], saved["priorities"])
+    assert (state["sample_calls"], state["max_priority"]) == (saved["sample_calls"], saved["max_priority"])
+    assert np.isclose(resumed.replay.beta, resumed.replay.beta0 + (1 - resumed.replay.beta0)
+                      * min(1.0, saved["sample_calls"] / resumed.replay.beta_steps))
+    resumed.env.close()
+    resumed.eval_env.close()
+    resumed.store.close()

@@ -191,3 +191,30 @@ def test_construction_errors():
         PrioritizedReplayBuffer(online).sample(4, np.random.default_rng(0))
     with pytest.raises(ValueError, match="eps"):
         PrioritizedReplayBuffer(online, eps=0.0)
+
+
+def test_state_dict_restores_priorities_max_and_beta_into_the_same_contents():
+    """A checkpointed buffer's priorities, largest priority and β position come back in a buffer
+    refilled with the same transitions; other contents are refused."""
+    def filled():
+        buffer = per(alpha=1.0, eps=1.0, beta0=0.5, beta_steps=10)
+        buffer.add_episode(*tiny_episode(0.0, [1, 2, 3], terminated=True))
+        return buffer
+
+    rng = np.random.default_rng(0)
+    original = filled()
+    ids = ids_by_x(original, rng)
+    original.update_priorities([ids[1], ids[2]], [9.0, 4.0])
+    original.sample(8, rng)
+    state = original.state_dict()
+    restored = filled()
+    restored.load_state_dict(state)
+    np.testing.assert_array_equal(restored.priorities(list(ids.values())), original.priorities(list(ids.values())))
+    assert (restored.max_priority, restored.sample_calls, restored.beta) == (
+        original.max_priority, original.sample_calls, original.beta)
+    assert restored.sample(16, np.random.default_rng(3)).indices.tolist() == \
+        original.sample(16, np.random.default_rng(3)).indices.tolist()
+    other = filled()
+    other.add_episode(*tiny_episode(10.0, [1], terminated=True))
+    with pytest.raises(ValueError, match="online_step_range"):
+        other.load_state_dict(state)

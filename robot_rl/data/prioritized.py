@@ -33,7 +33,7 @@ After construction, add episodes only through :meth:`PrioritizedReplayBuffer.add
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -220,6 +220,28 @@ class PrioritizedReplayBuffer:
     def priorities(self, indices: torch.Tensor | np.ndarray) -> np.ndarray:
         """Current ``p^α`` of the transitions ``indices`` (ids from ``Batch.indices``)."""
         return self.tree[self._leaves(_numpy(indices).astype(np.int64))]
+
+    def state_dict(self) -> dict[str, Any]:
+        """Priorities, the largest priority and the β schedule position, for checkpoints (tensors
+        and plain values only, so ``torch.load(weights_only=True)`` reads them)."""
+        return {"priorities": torch.from_numpy(self.tree[np.arange(self.tree.capacity)].copy()),
+                "max_priority": self.max_priority, "sample_calls": self.sample_calls,
+                "online_step_range": list(self.online.step_range),
+                "demo_steps": 0 if self.demos is None else len(self.demos)}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict` into a buffer holding the same transitions (the same demos
+        and the same online steps, e.g. refilled from the same store); ValueError otherwise."""
+        demo_steps = 0 if self.demos is None else len(self.demos)
+        mismatch = {key: (state[key], mine) for key, mine in (
+            ("online_step_range", list(self.online.step_range)), ("demo_steps", demo_steps))
+            if list(np.atleast_1d(state[key])) != list(np.atleast_1d(mine))}
+        if len(state["priorities"]) != self.tree.capacity:
+            mismatch["capacity"] = (len(state["priorities"]), self.tree.capacity)
+        if mismatch:
+            raise ValueError(f"saved priorities belong to other replay contents: {mismatch} (saved, here)")
+        self.tree.update(np.arange(self.tree.capacity), _numpy(state["priorities"]).astype(np.float64))
+        self.max_priority, self.sample_calls = float(state["max_priority"]), int(state["sample_calls"])
 
     def _leaves(self, ids: np.ndarray) -> np.ndarray:
         """Transition ids → tree leaves."""

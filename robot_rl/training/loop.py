@@ -20,6 +20,7 @@ like the online one, and the same agent and optimisers carry on online.
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 from collections import deque
@@ -45,6 +46,8 @@ from robot_rl.envs import make_arm_env
 from robot_rl.training.checkpoint import load_checkpoint, save_checkpoint
 from robot_rl.training.config import TrainConfig
 from robot_rl.training.logging import RunLogger
+
+log = logging.getLogger(__name__)
 
 EVAL_SEED_OFFSET = 10_000_000  # evaluation episodes use seeds disjoint from training episodes
 
@@ -183,6 +186,7 @@ class Trainer:
             "store_generation": self.store.generation,
             "rng": {"numpy": self.rng.bit_generator.state, "torch": torch.get_rng_state(),
                     "python": list(random.getstate()[1])},
+            **({"replay_priorities": self.replay.state_dict()} if self.prioritized else {}),
         }
 
     def _restore(self, payload: dict[str, Any]) -> None:
@@ -191,6 +195,11 @@ class Trainer:
         self.rng.bit_generator.state = payload["rng"]["numpy"]
         torch.set_rng_state(payload["rng"]["torch"])
         random.setstate((3, tuple(payload["rng"]["python"]), None))
+        if self.prioritized and "replay_priorities" in payload:
+            try:
+                self.replay.load_state_dict(payload["replay_priorities"])
+            except ValueError as exc:  # e.g. a changed replay capacity: start from uniform priorities
+                log.warning("prioritised replay: priorities not restored (%s); starting from uniform ones", exc)
 
     def save(self) -> Path:
         self.store.flush()  # the checkpoint never refers to experience that is not committed
