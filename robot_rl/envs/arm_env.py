@@ -38,18 +38,16 @@ class NonFiniteStateError(RuntimeError):
 
 def make_robot(config: EnvConfig) -> Robot:
     """Build the robot named by ``config.robot.kind`` for ``config.task``."""
+    obs = config.observation
+    cameras = {cam: (obs.image_height, obs.image_width) for cam in obs.cameras} if obs.images else {}
     if config.robot.kind == "sim":
         from robot_rl.sim import SimArm  # MuJoCo is imported only when a simulated arm is wanted
 
-        obs = config.observation
-        cameras = {cam: (obs.image_height, obs.image_width) for cam in obs.cameras} if obs.images else {}
         workspace = (np.array(config.control.workspace_low), np.array(config.control.workspace_high))
         return SimArm(scene=config.task.name, config=config.robot.sim, cameras=cameras, workspace=workspace)
     if config.robot.kind == "ros2":
         from robot_rl.hardware.ros2_arm import Ros2Arm  # ROS 2 / DDS only when an arm is reached over it
 
-        obs = config.observation
-        cameras = {cam: (obs.image_height, obs.image_width) for cam in obs.cameras} if obs.images else {}
         return Ros2Arm(config.robot.ros2, cameras=cameras)
     raise ValueError(f"unknown robot kind {config.robot.kind!r}")
 
