@@ -1,8 +1,17 @@
 """The physical-robot side of robot_rl, installed as ``robot_rl.hardware``.
 
-This package is where the ROS 2 arm bridge node, the transports behind its small
-publish/subscribe interface (``rclpy`` where ROS 2 is sourced, the ``cyclonedds`` wheel with ROS 2
-wire conventions elsewhere), per-robot configs and the safety supervisor live. The supervisor sits
-between every action source and the robot: joint and workspace limits, action-rate limits, e-stop,
-stale-state and heartbeat watchdogs and a teleop deadman, with every intervention recorded.
+* :mod:`.transport`: a small typed publish/subscribe interface with two backends, ``rclpy``
+  (where ROS 2 is sourced) and the ``cyclonedds`` wheel speaking ROS 2's wire conventions, with
+  message classes generated from rosbags' ROS 2 definitions;
+* :mod:`.topics`: the arm bridge's ROS 2 interface (every topic, type and QoS);
+* :mod:`.bridge`: the arm bridge node that serves any :class:`~robot_rl.robot.Robot` on those
+  topics, with :mod:`.safety`'s supervisor between every command and the arm;
+* :mod:`.ros2_arm`: ``Ros2Arm``, the :class:`~robot_rl.robot.Robot` protocol as a client of a
+  bridge (``gym.make(..., robot="ros2")``);
+* :mod:`.ros2_control_arm`: a real ros2_control arm as a ``Robot``, reached through its own topics,
+  described by :mod:`.arm_config` files (``configs/*.yaml``) with :mod:`.kinematics`;
+* :mod:`.node`: assembling and running a bridge (``robot-rl bridge``, ``launch/``).
+
+Learning code never imports this package directly: ``ArmEnv`` builds a ``Ros2Arm`` lazily when
+``robot.kind`` is ``ros2``.
 """
