@@ -12,6 +12,7 @@
   described by :mod:`.arm_config` files (``configs/*.yaml``) with :mod:`.kinematics`;
 * :mod:`.node`: assembling and running a bridge (``robot-rl bridge``, ``launch/``).
 
-Learning code never imports this package directly: ``ArmEnv`` builds a ``Ros2Arm`` lazily when
-``robot.kind`` is ``ros2``.
+Learning code imports nothing of it but the plain ``TransportConfig`` dataclass (part of the env
+config); ``ArmEnv`` builds a ``Ros2Arm`` lazily when ``robot.kind`` is ``ros2``, so neither DDS nor
+rclpy is loaded for simulation.
 """
