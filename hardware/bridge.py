@@ -29,6 +29,7 @@ from typing import Any, Callable, Literal
 
 import numpy as np
 
+from robot_rl.config import ConfigError
 from robot_rl.geometry import quat_from_axis_angle, quat_multiply
 from robot_rl.hardware import conversions as conv
 from robot_rl.hardware import topics
@@ -64,8 +65,6 @@ class BridgeConfig:
     transport: TransportConfig = field(default_factory=TransportConfig)
 
     def __post_init__(self) -> None:
-        from robot_rl.config import ConfigError
-
         for name in ("state_hz", "image_hz"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"bridge.{name}: must be positive, got {getattr(self, name)}")
@@ -136,11 +135,12 @@ class ArmBridge:
             "joints": t.publisher(topics.JOINT_STATES, "sensor_msgs/msg/JointState", topics.SENSOR),
             "tool": t.publisher(topics.TOOL_POSE, "geometry_msgs/msg/PoseStamped", topics.SENSOR),
             "gripper": t.publisher(topics.GRIPPER_STATE, "sensor_msgs/msg/JointState", topics.SENSOR),
-            "objects": t.publisher(topics.OBJECT_POSES, "geometry_msgs/msg/PoseArray", topics.SENSOR),
             "spec": t.publisher(topics.SPEC, "std_msgs/msg/String", topics.LATCHED),
             "events": t.publisher(topics.SAFETY_EVENTS, "std_msgs/msg/String", topics.EVENTS),
             "reset_done": t.publisher(topics.RESET_DONE, "std_msgs/msg/String", topics.DEFAULT),
         }
+        if self._objects:
+            self._pub["objects"] = t.publisher(topics.OBJECT_POSES, "geometry_msgs/msg/PoseArray", topics.SENSOR)
         if config.publish_clock:
             self._pub["clock"] = t.publisher(topics.CLOCK, "rosgraph_msgs/msg/Clock", topics.DEFAULT)
         for camera in config.cameras:

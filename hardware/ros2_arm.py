@@ -73,6 +73,8 @@ class Ros2Arm:
         self.tick = 1.0 / float(self.bridge_control["state_hz"])
         self.cameras = dict(cameras or {})
         self._check_cameras()
+        self._state_streams = ("joints", "tool", "gripper") + (("objects",) if self.objects else ())
+        self._image_streams = tuple(f"image/{camera}" for camera in self.cameras)
         self._subscriptions += [
             t.subscribe(topics.JOINT_STATES, "sensor_msgs/msg/JointState", self._on_joints, topics.SENSOR),
             t.subscribe(topics.TOOL_POSE, "geometry_msgs/msg/PoseStamped", self._on_tool, topics.SENSOR),
@@ -198,14 +200,12 @@ class Ros2Arm:
                 raise error
 
     def _wait_state(self, due: float, timeout: float) -> RobotState:
-        image_slack = 1.0 / float(self.bridge_control["image_hz"])
+        # Images may be up to one image period older than the state (they come at image_hz).
+        image_due = due - 1.0 / float(self.bridge_control["image_hz"])
+        needed = [(key, due) for key in self._state_streams] + [(key, image_due) for key in self._image_streams]
 
-        def fresh() -> bool:
-            needed = ["joints", "tool", "gripper"] + (["objects"] if self.objects else [])
-            if not all(key in self._latest and self._latest[key][0] >= due for key in needed):
-                return False
-            return all(f"image/{c}" in self._latest and self._latest[f"image/{c}"][0] >= due - image_slack
-                       for c in self.cameras)
+        def fresh() -> bool:  # evaluated at every incoming message: keep it a flat scan
+            return all(key in self._latest and self._latest[key][0] >= stamp for key, stamp in needed)
 
         with self._cond:
             if not self._cond.wait_for(fresh, timeout):
@@ -224,6 +224,10 @@ class Ros2Arm:
 
     def _store(self, key: str, stamp: float, value: Any) -> None:
         with self._cond:
+            if key == "joints":  # one joint state per bridge tick: stamp gaps are lost states
+                if key in self._latest:
+                    self._counts["states_lost"] += max(0, round((stamp - self._latest[key][0]) / self.tick) - 1)
+                self._counts["states_received"] += 1
             self._latest[key] = (stamp, value)
             self._cond.notify_all()
 
@@ -235,13 +239,7 @@ class Ros2Arm:
 
     def _on_joints(self, message: Any) -> None:
         names = self.spec.joint_names
-        stamp = conv.time_of(message)
-        with self._cond:
-            if "joints" in self._latest:
-                gap = round((stamp - self._latest["joints"][0]) / self.tick)
-                self._counts["states_lost"] += max(0, gap - 1)
-            self._counts["states_received"] += 1
-        self._store("joints", stamp,
+        self._store("joints", conv.time_of(message),
                     (conv.joint_values(message, names), conv.joint_values(message, names, "velocity")))
 
     def _on_tool(self, message: Any) -> None:

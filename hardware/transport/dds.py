@@ -162,6 +162,8 @@ class DdsTransport:
                 "replaced by the loopback configuration; use one network mode per process"
             )
         try:
+            # Network discipline: with network="loopback" the loopback-only Domain above exists
+            # before this participant; "system" is the robot PC's own CYCLONEDDS_URI, by request.
             self._participant = DomainParticipant(config.domain_id, qos=Qos(Policy.Userdata(b"enclave=/;")))
         except Exception:
             if self._loopback:
