@@ -1,0 +1,170 @@
+"""What an episode store holds: the step features, the per-episode table and their codes.
+
+This is the one definition of a transition as stored: a step is the observation *before* the
+action (one feature per observation key), then :data:`TRANSITION_FEATURES` = ``action``,
+``reward``, ``terminated`` (:func:`transition_specs` gives their dtypes and shapes); the
+observation after an episode's last action is kept once per episode (``final_obs``).
+
+Nothing here touches the disk; :mod:`robot_rl.data.layout` maps this schema onto Zarr arrays.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FORMAT = "robot_rl.episodes"
+SCHEMA_VERSION = 1
+SOURCES: dict[str, int] = {"policy": 0, "human": 1, "scripted": 2, "intervention": 3}
+SOURCE_NAMES: dict[int, str] = {code: name for name, code in SOURCES.items()}
+EPISODE_TABLES: dict[str, str] = {
+    "episode_ends": "int64",
+    "length": "int64",
+    "success": "bool",
+    "source": "int8",
+    "seed": "int64",
+    "task": "int16",
+}
+LOWDIM_CHUNK = 8192
+IMAGE_CHUNK = 8
+RESERVED_ATTRS = frozenset({"format", "schema_version", "features", "obs_keys", "sources", "tasks", "commit"})
+TRANSITION_FEATURES = ("action", "reward", "terminated")  # the step features that are not observations
+
+
+class StoreError(RuntimeError):
+    """The path is not a usable episode store, or the store cannot be written."""
+
+
+class SpecMismatchError(StoreError):
+    """The store's step features differ from the ones the caller expects."""
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """dtype and per-step shape of one step feature; ``names`` label the last axis (optional)."""
+
+    dtype: str
+    shape: tuple[int, ...] = ()
+    names: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dtype", np.dtype(self.dtype).name)
+        object.__setattr__(self, "shape", tuple(int(n) for n in self.shape))
+        if any(n < 0 for n in self.shape):
+            raise ValueError(f"feature shape must be non-negative, got {self.shape}")
+        if self.names is not None:
+            object.__setattr__(self, "names", tuple(str(n) for n in self.names))
+            if not self.shape or len(self.names) != self.shape[-1]:
+                raise ValueError(f"{len(self.names)} names do not label the last axis of shape {self.shape}")
+
+    @property
+    def is_image(self) -> bool:
+        """uint8 (H, W, C) arrays are stored with image chunking and a fast compressor."""
+        return self.dtype == "uint8" and len(self.shape) == 3
+
+    @property
+    def chunk_rows(self) -> int:
+        """Steps per stored chunk: :data:`IMAGE_CHUNK` for images, :data:`LOWDIM_CHUNK` otherwise."""
+        return IMAGE_CHUNK if self.is_image else LOWDIM_CHUNK
+
+    def to_json(self) -> dict[str, Any]:
+        return {"dtype": self.dtype, "shape": list(self.shape), "names": None if self.names is None else list(self.names)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> FeatureSpec:
+        return cls(data["dtype"], tuple(data["shape"]), None if data.get("names") is None else tuple(data["names"]))
+
+
+def transition_specs(action_shape: Sequence[int]) -> dict[str, FeatureSpec]:
+    """The :data:`TRANSITION_FEATURES` of a step: ``action`` (float32), ``reward`` (float32,
+    ``()``) and ``terminated`` (bool)."""
+    return {
+        "action": FeatureSpec("float32", tuple(action_shape)),
+        "reward": FeatureSpec("float32", ()),
+        "terminated": FeatureSpec("bool", ()),
+    }
+
+
+def features_from_spaces(observation_space: Any, action_space: Any) -> dict[str, FeatureSpec]:
+    """Step features for a gymnasium ``Dict`` observation space and ``Box`` action space:
+    every observation key, then :func:`transition_specs`."""
+    features = {key: FeatureSpec(space.dtype, space.shape) for key, space in observation_space.spaces.items()}
+    features.update(transition_specs(action_space.shape))
+    return features
+
+
+@dataclass(frozen=True)
+class Episode:
+    """One episode: ``steps`` (feature → (T, ...) array), ``final_obs`` (obs key → array) and its
+    table row. Arrays returned by :meth:`EpisodeStore.end_episode` are read-only views shared
+    with the background writer."""
+
+    steps: Mapping[str, np.ndarray]
+    final_obs: Mapping[str, np.ndarray]
+    success: bool
+    source: str
+    seed: int
+    task: str | None
+
+    @property
+    def length(self) -> int:
+        return len(next(iter(self.steps.values())))
+
+
+def source_code(value: str | int) -> int:
+    """The int8 code of a source given by name (``"human"``) or code (``1``)."""
+    if isinstance(value, str):
+        if value not in SOURCES:
+            raise ValueError(f"unknown source {value!r}; expected one of {sorted(SOURCES)}")
+        return SOURCES[value]
+    if int(value) not in SOURCES.values():
+        raise ValueError(f"unknown source code {value!r}; expected one of {sorted(SOURCES.values())}")
+    return int(value)
+
+
+def check_schema(root: Path, features: Mapping[str, FeatureSpec], obs_keys: tuple[str, ...],
+                 attrs: Mapping[str, Any]) -> None:
+    """Raise ``ValueError`` naming ``root`` unless the arguments of a new store are usable."""
+    if not features:
+        raise ValueError(f"{root}: at least one step feature is required")
+    for name in features:
+        if not name or "/" in name or name.startswith(".") or not name.isprintable():
+            raise ValueError(f"{root}: invalid feature name {name!r}")
+    unknown = [key for key in obs_keys if key not in features]
+    if unknown:
+        raise ValueError(f"{root}: obs_keys {unknown} are not step features ({sorted(features)})")
+    shadowed = sorted(RESERVED_ATTRS & set(attrs))
+    if shadowed:
+        raise ValueError(f"{root}: attrs may not set reserved keys {shadowed}")
+    hz = attrs.get("control_hz")
+    if isinstance(hz, bool) or not isinstance(hz, (int, float)) or hz <= 0:
+        raise ValueError(f"{root}: attrs['control_hz'] must be a positive number, got {hz!r}")
+    try:
+        json.dumps(dict(attrs))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{root}: attrs must be JSON-serialisable: {exc}") from None
+
+
+def check_expected(root: Path, stored: Mapping[str, FeatureSpec], expected: Mapping[str, FeatureSpec]) -> None:
+    """Raise :class:`SpecMismatchError` naming every difference between the stored and the
+    expected step features."""
+    problems = []
+    for name in sorted(set(expected) | set(stored)):
+        if name not in stored:
+            problems.append(f"{name}: missing from the store")
+        elif name not in expected:
+            problems.append(f"{name}: in the store but not expected")
+        else:
+            want = expected[name] if isinstance(expected[name], FeatureSpec) else FeatureSpec(**expected[name])
+            have = stored[name]
+            if want.dtype != have.dtype:
+                problems.append(f"{name}: dtype {have.dtype} in the store, expected {want.dtype}")
+            if want.shape != have.shape:
+                problems.append(f"{name}: shape {have.shape} in the store, expected {want.shape}")
+    if problems:
+        raise SpecMismatchError(f"{root}: step features differ from the expected ones: " + "; ".join(problems))
