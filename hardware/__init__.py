@@ -12,7 +12,8 @@
   described by :mod:`.arm_config` files (``configs/*.yaml``) with :mod:`.kinematics`;
 * :mod:`.node`: assembling and running a bridge (``robot-rl bridge``, ``launch/``).
 
-Learning code imports nothing of it but the plain ``TransportConfig`` dataclass (part of the env
-config); ``ArmEnv`` builds a ``Ros2Arm`` lazily when ``robot.kind`` is ``ros2``, so neither DDS nor
-rclpy is loaded for simulation.
+Learning code imports nothing of it: the ``TransportConfig`` settings are part of the core's env
+config (:mod:`robot_rl.envs.config`), and ``ros2_arm.make_ros2_arm`` is robot kind ``ros2``
+through the ``robot_rl.robots`` entry point, loaded only when an env with ``robot.kind=ros2`` is
+made, so neither DDS nor rclpy is loaded for simulation.
 """

@@ -6,7 +6,7 @@ between every client and the hardware. End-effector targets become joint targets
 arm's DH kinematics (one bounded damped-least-squares step per tick); the tool pose in the state
 is forward kinematics of the measured joints. ``advance`` waits for the arm's next joint state,
 so a real arm paces the bridge; none within the deadline raises
-:class:`~robot_rl.hardware.bridge.StaleStateError`, which the bridge turns into a hold.
+:class:`~robot_rl.robot.StaleStateError`, which the bridge turns into a hold.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ import numpy as np
 
 from robot_rl.hardware import conversions as conv
 from robot_rl.hardware.arm_config import HardwareArmConfig, arm_kinematics, load_arm_config, to_robot_spec
-from robot_rl.hardware.bridge import ArmBridge, BridgeConfig, StaleStateError
+from robot_rl.hardware.bridge import ArmBridge, BridgeConfig
 from robot_rl.hardware.safety import SafetyConfig
 from robot_rl.hardware.transport import Transport, make_transport
-from robot_rl.robot import Command, EndEffectorCommand, JointCommand, ResetRequest, RobotState
+from robot_rl.robot import Command, EndEffectorCommand, JointCommand, ResetRequest, RobotState, StaleStateError
 
 
 class Ros2ControlArm:

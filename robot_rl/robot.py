@@ -2,7 +2,10 @@
 
 ``ArmEnv`` talks only to :class:`Robot`. ``SimArm`` (MuJoCo, in process) and ``Ros2Arm``
 (a ROS 2 client) implement it, so the same environment, learners and experts run on the
-simulated arm, its ROS 2 twin and a physical arm.
+simulated arm, its ROS 2 twin and a physical arm. Both also implement the optional
+:class:`CameraRobot` capability. The errors a robot may raise (:class:`RobotError` and its
+subclasses) are defined here with what the caller must do about them. Robot kinds are made
+by name through :mod:`robot_rl.envs.robots`.
 
 Units: metres, radians, seconds; quaternions are ``(w, x, y, z)``; poses are 7-vectors
 ``(x, y, z, qw, qx, qy, qz)`` in the robot base frame.
@@ -27,7 +30,7 @@ class RobotSpec:
     joint_velocity_limit: np.ndarray
     home: np.ndarray
     gripper_max_width: float
-    cameras: tuple[str, ...] = ()
+    cameras: tuple[str, ...] = ()  # cameras a CameraRobot can render; () without images
 
     @property
     def n_joints(self) -> int:
@@ -68,6 +71,26 @@ class EndEffectorCommand:
 Command = Union[JointCommand, EndEffectorCommand]
 
 
+class RobotError(RuntimeError):
+    """Base of the errors a :class:`Robot` may raise while an episode runs.
+
+    Each one means the arm is (or has been told to be) holding still and the step in flight did
+    not happen as commanded. The caller must not store a transition for that step, should end the
+    episode, and may retry with :meth:`Robot.reset` once the arm is back (the training loop does
+    so with a bounded wait).
+    """
+
+
+class StaleStateError(RobotError):
+    """No fresh state arrived within the deadline (sensor stream stalled, network hiccup, the
+    bridge restarting). The arm was told to hold; a later ``reset`` may succeed."""
+
+
+class SafetyStopError(RobotError):
+    """The safety layer stopped the arm (e-stop engaged, a limit or watchdog tripped). The arm
+    holds until the stop is released; ``reset`` raises this again while it is engaged."""
+
+
 @dataclass(frozen=True)
 class ResetRequest:
     """What a task asks of the arm at the start of an episode.
@@ -85,19 +108,40 @@ class ResetRequest:
 
 @runtime_checkable
 class Robot(Protocol):
-    """What ``ArmEnv`` needs from an arm, simulated or physical."""
+    """What ``ArmEnv`` needs from an arm, simulated or physical.
+
+    Errors, and what the caller must do:
+
+    * :class:`StaleStateError` (``advance``, ``reset``): no fresh state in time; the robot has
+      already asked the arm to hold. Do not store a transition for the step, end the episode,
+      then call ``reset`` again after a pause, giving up after a bounded wait with a message.
+    * :class:`SafetyStopError` (``advance``, ``reset``): the safety layer holds the arm (e.g. the
+      e-stop is engaged) until a person releases it. Same as above: no transition, end the
+      episode, retry ``reset`` with a bounded wait; never try to command the arm out of it.
+    * ``ValueError`` / ``TypeError`` (``command``, ``reset``): a malformed command or request (wrong
+      shape, non-finite values, unknown object): a bug in the caller, not worth retrying.
+
+    A simulated arm raises neither :class:`RobotError`. Images are an optional capability: see
+    :class:`CameraRobot`.
+    """
 
     spec: RobotSpec
 
     def reset(self, request: ResetRequest) -> RobotState:
-        """Move to the requested start configuration and return the first state."""
+        """Move to the requested start configuration and return the first state.
+
+        Raises :class:`StaleStateError` or :class:`SafetyStopError` when the arm cannot start
+        an episode now (see the class docstring)."""
 
     def command(self, command: Command) -> None:
         """Set the target the inner controller tracks from now on (non-blocking)."""
 
     def advance(self, duration: float) -> RobotState:
         """Let ``duration`` seconds of control pass and return a state newer than the last
-        command (simulation integrates physics; hardware waits for fresh sensor data)."""
+        command (simulation integrates physics; hardware waits for fresh sensor data).
+
+        Raises :class:`StaleStateError` or :class:`SafetyStopError` if the step did not happen
+        as commanded; the arm holds (see the class docstring)."""
 
     def read_state(self) -> RobotState:
         """Latest state without advancing time."""
@@ -107,3 +151,19 @@ class Robot(Protocol):
 
     def close(self) -> None:
         """Release resources (renderers, connections)."""
+
+
+@runtime_checkable
+class CameraRobot(Robot, Protocol):
+    """A :class:`Robot` that can also show camera images (optional capability).
+
+    ``spec.cameras`` lists the cameras it has. ``ArmEnv.render`` needs this capability (check
+    with ``isinstance(robot, CameraRobot)``); observation images come through
+    ``RobotState.images`` for the cameras the robot was built with.
+    """
+
+    def render(self, camera: str, height: int, width: int) -> np.ndarray:
+        """RGB image ``(height, width, 3)`` uint8 of ``camera`` (one of ``spec.cameras``).
+
+        Raises ``ValueError`` for a camera (or, where the robot cannot resample, a size) it does
+        not provide."""

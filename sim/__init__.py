@@ -1,4 +1,4 @@
-"""MuJoCo simulation: the arm model, task scenes, ``SimArm`` and scripted experts.
+"""MuJoCo simulation: the arm model, task scenes and ``SimArm`` (robot kind ``sim``).
 
 Installed as ``robot_rl.sim``. Headless rendering needs an OpenGL backend: ``MUJOCO_GL=egl``
 (Debian: ``libegl1`` and ``libgl1``) or ``MUJOCO_GL=osmesa`` (``libosmesa6``). On Linux without a

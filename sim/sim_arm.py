@@ -1,4 +1,5 @@
-"""``SimArm``: the MuJoCo arm implementing the :class:`robot_rl.robot.Robot` protocol."""
+"""``SimArm``: the MuJoCo arm implementing the :class:`robot_rl.robot.Robot` protocol (and its
+:class:`~robot_rl.robot.CameraRobot` capability); :func:`make_sim_arm` is robot kind ``sim``."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from typing import Mapping
 import mujoco
 import numpy as np
 
-from robot_rl.envs.config import SimConfig
+from robot_rl.envs.config import EnvConfig, SimConfig
+from robot_rl.envs.robots import requested_cameras
 from robot_rl.robot import (
     Command,
     EndEffectorCommand,
@@ -39,6 +41,14 @@ class RenderingUnavailableError(RuntimeError):
             "Headless rendering needs an OpenGL backend: install Debian libegl1 and libgl1 (then "
             "MUJOCO_GL=egl) or libosmesa6 (then MUJOCO_GL=osmesa), set before Python imports MuJoCo"
         )
+
+
+def make_sim_arm(config: EnvConfig) -> SimArm:
+    """Robot kind ``sim`` (entry point ``robot_rl.robots: sim``): the task's scene, the env's
+    cameras, the workspace box as the tool's wall."""
+    workspace = (np.array(config.control.workspace_low), np.array(config.control.workspace_high))
+    return SimArm(scene=config.task.name, config=config.robot.sim, cameras=requested_cameras(config),
+                  workspace=workspace)
 
 
 def scene_path(scene: str) -> Path:

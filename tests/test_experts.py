@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from robot_rl.sim.experts import EXPERTS, evaluate_expert, make_expert
+from robot_rl.envs.experts import EXPERTS, evaluate_expert, make_expert
 
 from conftest import TASKS
 

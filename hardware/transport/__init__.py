@@ -10,8 +10,8 @@ wheel speaking ROS 2's wire conventions (no ROS install needed).
 See :mod:`.base` for the interface and thread model, :mod:`.messages` for the generated message
 classes, :mod:`.dds` / :mod:`.rclpy_backend` for the backends and :mod:`.network` for the
 loopback-only default. The message helpers and backends are imported on first use, because
-cyclonedds and rosbags take ~0.3 s to import and :class:`TransportConfig` is needed by code that
-never talks to a robot.
+cyclonedds and rosbags take ~0.3 s to import. :class:`TransportConfig` itself is defined in the
+core (:mod:`robot_rl.envs.config`, part of the env config) and re-exported here.
 """
 
 from __future__ import annotations

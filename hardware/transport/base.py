@@ -23,11 +23,11 @@ import importlib.util
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
-from robot_rl.config import ConfigError
-
-from robot_rl.hardware.transport.network import MAX_DOMAIN_ID
+# The settings dataclass lives in the core (it is part of the env config, which must not import
+# this package); re-exported here for the transports.
+from robot_rl.envs.config import TransportConfig
 
 #: rmw's limit on fully qualified topic names (255 minus room for the ``rq``/``Request`` affixes
 #: of service topics), RMW_TOPIC_MAX_NAME_LENGTH.
@@ -35,8 +35,6 @@ MAX_TOPIC_NAME_LENGTH = 247
 
 _TOKEN = r"[A-Za-z_][A-Za-z0-9_]*"
 _FULL_NAME = re.compile(rf"(/{_TOKEN})+")
-_NAMESPACE = re.compile(rf"(/{_TOKEN})*")
-_NODE_NAME = re.compile(_TOKEN)
 
 
 @dataclass(frozen=True)
@@ -53,32 +51,6 @@ class QoS:
 
 
 DEFAULT_QOS = QoS()
-
-
-@dataclass(frozen=True)
-class TransportConfig:
-    """Which backend, ROS domain, network scope, message distro and ROS namespace to use."""
-
-    backend: Literal["auto", "dds", "rclpy"] = "auto"  # auto: rclpy if importable, else dds
-    domain_id: int = 0
-    # loopback: force the loopback-only network config (see network.py); system: whatever
-    # CYCLONEDDS_URI / ROS_* settings the environment has (to reach a robot on the LAN).
-    network: Literal["loopback", "system"] = "loopback"
-    distro: Literal["humble", "jazzy"] = "humble"  # message definitions of the DDS backend
-    node_name: str = "robot_rl"
-    namespace: str = ""  # e.g. "/arm1": relative topic names are resolved under it
-
-    def __post_init__(self) -> None:
-        if self.backend not in ("auto", "dds", "rclpy"):
-            raise ConfigError(f"unknown transport backend {self.backend!r}")
-        if self.network not in ("loopback", "system"):
-            raise ConfigError(f"unknown network {self.network!r}")
-        if not 0 <= self.domain_id <= MAX_DOMAIN_ID:
-            raise ConfigError(f"ROS domain id must be in 0..{MAX_DOMAIN_ID}, got {self.domain_id}")
-        if not _NODE_NAME.fullmatch(self.node_name):
-            raise ConfigError(f"invalid ROS node name {self.node_name!r}")
-        if not _NAMESPACE.fullmatch(self.namespace):
-            raise ConfigError(f"invalid ROS namespace {self.namespace!r} (e.g. '' or '/arm1')")
 
 
 class Publisher(Protocol):

@@ -2,7 +2,7 @@
 
 Cyclone DDS by default joins the "best" network interface and discovers peers by multicast, i.e.
 it talks to the whole LAN. Development machines, CI and tests must stay on loopback, so
-``network="loopback"`` (the default of :class:`~robot_rl.hardware.transport.base.TransportConfig`)
+``network="loopback"`` (the default of :class:`~robot_rl.envs.config.TransportConfig`)
 forces the configuration below: the only interface is 127.0.0.1, multicast is off, and discovery
 is unicast to the local participant ports (``ParticipantIndex`` ``auto``, up to
 ``MAX_LOCAL_PARTICIPANTS`` participants on this host, which is also the number of ports probed).
@@ -26,11 +26,11 @@ from __future__ import annotations
 
 import os
 
+from robot_rl.envs.config import MAX_DOMAIN_ID  # highest ROS domain id, defined with TransportConfig
+
 #: Upper bound on participants on this host that discover each other (each one probes this many
 #: unicast ports on 127.0.0.1 during discovery).
 MAX_LOCAL_PARTICIPANTS = 50
-#: Highest ROS domain id: the UDP ports of higher ids overflow (ROS 2 docs, "The ROS_DOMAIN_ID").
-MAX_DOMAIN_ID = 232
 
 _LOOPBACK_XML = f"""\
 <CycloneDDS xmlns="https://cdds.io/config">

@@ -14,8 +14,9 @@ from typing import Any, Mapping
 import gymnasium as gym
 
 from robot_rl.config import deep_merge
-from robot_rl.envs.arm_env import ArmEnv, NonFiniteStateError, make_robot
+from robot_rl.envs.arm_env import ArmEnv, NonFiniteStateError, RenderingNotSupportedError
 from robot_rl.envs.config import ENV_IDS, TASKS, EnvConfig, load_env_config
+from robot_rl.envs.robots import make_robot, register_robot_kind, robot_kinds, unregister_robot_kind
 from robot_rl.envs.wrappers import FlattenState
 from robot_rl.robot import Robot
 
@@ -35,8 +36,9 @@ def make_arm_env(
     ``config`` is an :class:`EnvConfig` or a YAML path layered over the task's defaults;
     ``overrides`` is a nested dict (``{"control": {"use_yaw": True}}``); ``reward_type``,
     ``images`` and ``action_mode`` are shortcuts for the most common overrides. ``robot`` is a
-    ready :class:`Robot`, or the kind to build: ``"sim"`` (MuJoCo in process) or ``"ros2"`` (a
-    client of a running ``robot-rl bridge``; settings under ``robot.ros2``).
+    ready :class:`Robot`, or the kind to build (``robot.kind``; see :mod:`robot_rl.envs.robots`):
+    ``"sim"`` (MuJoCo in process), ``"ros2"`` (a client of a running ``robot-rl bridge``;
+    settings under ``robot.ros2``) or any kind registered with :func:`register_robot_kind`.
     """
     shortcuts: dict[str, Any] = {}
     if isinstance(robot, str):
@@ -66,5 +68,6 @@ def register_envs() -> None:
                          disable_env_checker=False)
 
 
-__all__ = ["ArmEnv", "EnvConfig", "FlattenState", "NonFiniteStateError", "ENV_IDS", "TASKS",
-           "load_env_config", "make_arm_env", "make_robot", "register_envs"]
+__all__ = ["ArmEnv", "EnvConfig", "FlattenState", "NonFiniteStateError", "RenderingNotSupportedError", "ENV_IDS",
+           "TASKS", "load_env_config", "make_arm_env", "make_robot", "register_envs", "register_robot_kind",
+           "robot_kinds", "unregister_robot_kind"]

@@ -1,7 +1,8 @@
 """``ArmEnv``: a gymnasium environment over any :class:`~robot_rl.robot.Robot`.
 
 ArmEnv = robot + task + command limits + control rate. It never imports MuJoCo or ROS: the
-robot is built by :func:`make_robot` (lazily importing the simulator) or passed in.
+robot is passed in, or built by :func:`~robot_rl.envs.robots.make_robot` from the registered kind
+named by ``robot.kind`` (the simulator and the ROS 2 client register through entry points).
 
 Action (``ee_delta``, default): ``[dx, dy, dz, (dyaw,) gripper]`` in ``[-1, 1]``. The tool target
 moves by ``position_scale · (dx, dy, dz)``, clipped to the workspace box; the tool points down,
@@ -27,29 +28,18 @@ import numpy as np
 from gymnasium import spaces
 
 from robot_rl.envs.config import EnvConfig
+from robot_rl.envs.robots import make_robot
 from robot_rl.envs.tasks import make_task
 from robot_rl.geometry import top_down_quat, wrap_angle, yaw_of_top_down
-from robot_rl.robot import EndEffectorCommand, JointCommand, Robot, RobotState
+from robot_rl.robot import CameraRobot, EndEffectorCommand, JointCommand, Robot, RobotState
 
 
 class NonFiniteStateError(RuntimeError):
     """The robot reported NaN/inf (sensor fault or simulation blow-up)."""
 
 
-def make_robot(config: EnvConfig) -> Robot:
-    """Build the robot named by ``config.robot.kind`` for ``config.task``."""
-    obs = config.observation
-    cameras = {cam: (obs.image_height, obs.image_width) for cam in obs.cameras} if obs.images else {}
-    if config.robot.kind == "sim":
-        from robot_rl.sim import SimArm  # MuJoCo is imported only when a simulated arm is wanted
-
-        workspace = (np.array(config.control.workspace_low), np.array(config.control.workspace_high))
-        return SimArm(scene=config.task.name, config=config.robot.sim, cameras=cameras, workspace=workspace)
-    if config.robot.kind == "ros2":
-        from robot_rl.hardware.ros2_arm import Ros2Arm  # ROS 2 / DDS only when an arm is reached over it
-
-        return Ros2Arm(config.robot.ros2, cameras=cameras)
-    raise ValueError(f"unknown robot kind {config.robot.kind!r}")
+class RenderingNotSupportedError(RuntimeError):
+    """``render()`` was asked of an env whose robot has no cameras."""
 
 
 class ArmEnv(gym.Env):
@@ -83,6 +73,12 @@ class ArmEnv(gym.Env):
         vectors.update(self.task.observation_space())
         obs_cfg = config.observation
         if obs_cfg.images:
+            missing = [cam for cam in obs_cfg.cameras if cam not in spec.cameras]
+            if missing:
+                if robot is None:  # built here: release it
+                    self.robot.close()
+                raise ValueError(f"observation.cameras: the robot {spec.name!r} has no camera {missing[0]!r} "
+                                 f"(it has {', '.join(spec.cameras) or 'none'})")
             for cam in obs_cfg.cameras:
                 vectors[f"image_{cam}"] = spaces.Box(0, 255, shape=(obs_cfg.image_height, obs_cfg.image_width, 3), dtype=np.uint8)
         self.observation_space = spaces.Dict(vectors)
@@ -124,10 +120,23 @@ class ArmEnv(gym.Env):
         return self._observe(self._state), reward, terminated, False, {"is_success": success}
 
     def render(self):
+        """``rgb_array`` mode: an RGB frame of size ``observation.render_height × render_width``
+        from the robot's ``scene`` camera (else its first camera).
+
+        Raises:
+            RenderingNotSupportedError: the robot has no cameras (it is not a
+                :class:`~robot_rl.robot.CameraRobot`, or its ``spec.cameras`` is empty).
+        """
         if self.render_mode != "rgb_array":
             return None
+        cameras = self.robot.spec.cameras
+        if not isinstance(self.robot, CameraRobot) or not cameras:
+            raise RenderingNotSupportedError(
+                f"cannot render: the robot {self.robot.spec.name!r} ({type(self.robot).__name__}) has no cameras "
+                f"(it does not implement robot_rl.robot.CameraRobot's render(camera, height, width), or its "
+                f"spec lists no cameras); make the env with render_mode=None")
         obs = self.config.observation
-        return self.robot.render("scene", obs.render_height, obs.render_width)
+        return self.robot.render("scene" if "scene" in cameras else cameras[0], obs.render_height, obs.render_width)
 
     def close(self):
         self.robot.close()

@@ -7,13 +7,13 @@ and the file they came from.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
 from robot_rl.config import ConfigError, deep_merge, from_dict, merge_layers, read_yaml
-from robot_rl.hardware.transport.base import TransportConfig
 
 TASKS = ("reach", "push", "pick", "peg")
 ENV_IDS = {
@@ -73,6 +73,43 @@ class SimConfig:
     settle_time: float = 0.3  # s of physics after a reset, so objects come to rest
 
 
+#: Highest ROS domain id: the UDP ports of higher ids overflow (ROS 2 docs, "The ROS_DOMAIN_ID").
+MAX_DOMAIN_ID = 232
+_ROS_TOKEN = r"[A-Za-z_][A-Za-z0-9_]*"
+_ROS_NAMESPACE = re.compile(rf"(/{_ROS_TOKEN})*")
+_ROS_NODE_NAME = re.compile(_ROS_TOKEN)
+
+
+@dataclass(frozen=True)
+class TransportConfig:
+    """Which ROS 2 transport backend, domain, network scope, message distro and namespace to use.
+
+    Plain settings, validated here; ``robot_rl.hardware.transport`` (which the core never
+    imports) builds the transport from them.
+    """
+
+    backend: Literal["auto", "dds", "rclpy"] = "auto"  # auto: rclpy if importable, else dds
+    domain_id: int = 0
+    # loopback: force the loopback-only network config (hardware/transport/network.py); system:
+    # whatever CYCLONEDDS_URI / ROS_* settings the environment has (to reach a robot on the LAN).
+    network: Literal["loopback", "system"] = "loopback"
+    distro: Literal["humble", "jazzy"] = "humble"  # message definitions of the DDS backend
+    node_name: str = "robot_rl"
+    namespace: str = ""  # e.g. "/arm1": relative topic names are resolved under it
+
+    def __post_init__(self) -> None:
+        if self.backend not in ("auto", "dds", "rclpy"):
+            raise ConfigError(f"unknown transport backend {self.backend!r}")
+        if self.network not in ("loopback", "system"):
+            raise ConfigError(f"unknown network {self.network!r}")
+        if not 0 <= self.domain_id <= MAX_DOMAIN_ID:
+            raise ConfigError(f"ROS domain id must be in 0..{MAX_DOMAIN_ID}, got {self.domain_id}")
+        if not _ROS_NODE_NAME.fullmatch(self.node_name):
+            raise ConfigError(f"invalid ROS node name {self.node_name!r}")
+        if not _ROS_NAMESPACE.fullmatch(self.namespace):
+            raise ConfigError(f"invalid ROS namespace {self.namespace!r} (e.g. '' or '/arm1')")
+
+
 @dataclass(frozen=True)
 class Ros2ArmConfig:
     """How ``Ros2Arm`` reaches an arm bridge node (``robot-rl bridge``) over ROS 2."""
@@ -85,7 +122,9 @@ class Ros2ArmConfig:
 
 @dataclass(frozen=True)
 class RobotConfig:
-    kind: Literal["sim", "ros2"] = "sim"  # sim: MuJoCo in process; ros2: a bridge node over ROS 2
+    # A registered robot kind (robot_rl.envs.robots), checked when the robot is made. Built in:
+    # sim: MuJoCo in process; ros2: a client of a bridge node (`robot-rl bridge`) over ROS 2.
+    kind: str = "sim"
     home_noise: float = 0.02  # rad, uniform noise on the home posture at reset
     sim: SimConfig = field(default_factory=SimConfig)
     ros2: Ros2ArmConfig = field(default_factory=Ros2ArmConfig)

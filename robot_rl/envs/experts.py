@@ -1,7 +1,8 @@
 """Scripted experts: state-machine controllers that solve each task from the observation.
 
 They read privileged simulator state that ArmEnv puts in the observation (object and goal
-poses) and output ``ee_delta`` actions in ``[-1, 1]``: ``[dx, dy, dz, (dyaw,) gripper]``, where
+poses) and the env config, nothing else (no MuJoCo), so recording, benchmarking and ROS 2 code
+use them on any robot kind that reports those poses. They output ``ee_delta`` actions in ``[-1, 1]``: ``[dx, dy, dz, (dyaw,) gripper]``, where
 ``(dx, dy, dz)`` is the desired tool displacement divided by ``control.position_scale`` and
 ``gripper`` is −1 (open) … +1 (closed). Every expert is a proportional controller towards a
 waypoint; the waypoint changes with the phase, and phases switch on observed positions (tool,
