@@ -122,16 +122,50 @@ def reset_to_json(request_id: int, request: ResetRequest) -> str:
     })
 
 
-def reset_from_json(text: str) -> tuple[int, ResetRequest]:
-    """Parse a reset request; ValueError naming what is wrong."""
+class MalformedResetError(ValueError):
+    """A reset request that cannot be carried out as sent. ``request_id`` is its id when that
+    could be read (so the sender can be answered), else None."""
+
+    def __init__(self, message: str, request_id: int | None = None) -> None:
+        super().__init__(message)
+        self.request_id = request_id
+
+
+def reset_from_json(text: str, n_joints: int | None = None) -> tuple[int, ResetRequest]:
+    """Parse and check a reset request; :class:`MalformedResetError` (a ``ValueError``) naming
+    what is wrong: unreadable JSON or fields, a non-finite value, an object pose that is not 7
+    numbers, and (given ``n_joints``) a joint vector of another length."""
     try:
         data = json.loads(text)
+        request_id = int(data["id"])
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
+        raise MalformedResetError(f"malformed reset request {str(text)[:200]!r}: {exc!r}") from exc
+    try:
         request = ResetRequest(
             joint_positions=np.asarray(data["joint_positions"], dtype=float),
             gripper_width=float(data["gripper_width"]),
-            objects={name: np.asarray(pose, dtype=float) for name, pose in data.get("objects", {}).items()},
+            objects={str(name): np.asarray(pose, dtype=float) for name, pose in dict(data.get("objects") or {}).items()},
             grasped_object=data.get("grasped_object"),
         )
-        return int(data["id"]), request
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"malformed reset request {text[:200]!r}: {exc!r}") from exc
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise MalformedResetError(f"malformed reset request {request_id}: {exc!r}", request_id) from exc
+    problem = _reset_problem(request, n_joints)
+    if problem is not None:
+        raise MalformedResetError(f"reset request {request_id}: {problem}", request_id)
+    return request_id, request
+
+
+def _reset_problem(request: ResetRequest, n_joints: int | None) -> str | None:
+    q = request.joint_positions
+    if q.ndim != 1 or (n_joints is not None and q.size != n_joints):
+        return f"needs {n_joints or 'a vector of'} joint positions, got shape {q.shape}"
+    if not np.all(np.isfinite(q)):
+        return f"non-finite joint positions {q.tolist()}"
+    if not np.isfinite(request.gripper_width):
+        return f"non-finite gripper width {request.gripper_width}"
+    for name, pose in request.objects.items():
+        if pose.shape != (7,) or not np.all(np.isfinite(pose)):
+            return f"pose of {name!r} must be 7 finite numbers (x, y, z, qw, qx, qy, qz), got {pose.tolist()}"
+    if request.grasped_object is not None and not isinstance(request.grasped_object, str):
+        return f"grasped_object must be an object name or null, got {request.grasped_object!r}"
+    return None

@@ -9,8 +9,17 @@ finds the bridge (``robot-rl bridge --robot sim`` or a real arm's bridge) throug
 state stamped at least one control period after the state the command was based on. Stamps are
 the robot's clock (sim time for the MuJoCo twin), so the control rate is exact in robot time and
 the wait ends as soon as that state arrives. No such state within ``state_timeout`` beyond the
-period raises :class:`StaleStateError` after asking the arm to hold; the bridge's own watchdogs
-hold the arm independently if this client dies or stalls.
+period raises :class:`~robot_rl.robot.StaleStateError` after asking the arm to hold; the bridge's
+own watchdogs hold the arm independently if this client dies or stalls.
+
+Safety stops: the client follows the bridge's ``robot_rl/safety_events`` (transient-local, so a
+client that connects late still hears the recent ones). While the bridge reports its e-stop
+engaged (an ``estop_engaged`` event not yet followed by ``estop_released``, whoever sent it),
+``advance`` and ``reset`` raise :class:`~robot_rl.robot.SafetyStopError`; ``advance`` first asks
+the arm to hold where it is, so releasing the e-stop does not resume an old target. The event
+follows the state of the tick that applied the stop, so the error comes at the first step that
+ends after the client heard it (at most one step late). Transient holds that end by themselves
+(stale state or command, clipping, rate limits) are not stops: they are logged, no error.
 
 Units: metres, radians, seconds; quaternions ``(w, x, y, z)``.
 """
@@ -18,6 +27,7 @@ Units: metres, radians, seconds; quaternions ``(w, x, y, z)``.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import json
 import logging
 import random
@@ -27,17 +37,25 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from robot_rl.envs.config import EnvConfig, Ros2ArmConfig, TransportConfig
+from robot_rl.envs.robots import requested_cameras
 from robot_rl.hardware import conversions as conv
 from robot_rl.hardware import topics
-from robot_rl.hardware.bridge import StaleStateError
-from robot_rl.envs.config import Ros2ArmConfig
-from robot_rl.hardware.transport import Transport, TransportConfig, make_transport
-from robot_rl.robot import Command, EndEffectorCommand, JointCommand, ResetRequest, RobotState
+from robot_rl.hardware.transport import Transport, make_transport
+from robot_rl.robot import (
+    Command,
+    EndEffectorCommand,
+    JointCommand,
+    ResetRequest,
+    RobotState,
+    SafetyStopError,
+    StaleStateError,
+)
 
 log = logging.getLogger(__name__)
 
 RESET_RESEND_PERIOD = 0.5  # s
-ALARMS = {"estop_engaged", "state_stale", "command_stale", "rejected", "clipped"}  # logged as warnings
+ALARMS = {"estop_engaged", "state_stale", "command_stale", "rejected", "clipped", "step_error"}  # logged as warnings
 
 
 class Ros2Arm:
@@ -59,6 +77,7 @@ class Ros2Arm:
         self._latest: dict[str, tuple[float, Any]] = {}
         self._reset_done: dict[int, dict[str, Any]] = {}
         self._counts = {"states_received": 0, "states_lost": 0, "commands_sent": 0}
+        self._estop_engaged = False  # as last reported by the bridge's safety events
         self.events: collections.deque[dict[str, Any]] = collections.deque(maxlen=1000)
         t = self.transport
         self._subscriptions = [t.subscribe(topics.SPEC, "std_msgs/msg/String", self._on_spec, topics.LATCHED)]
@@ -69,7 +88,10 @@ class Ros2Arm:
         except ConnectionError:
             self.close()
             raise
-        self.spec, self.objects, self.bridge_control = conv.spec_from_json(self._spec_text)
+        spec, self.objects, self.bridge_control = conv.spec_from_json(self._spec_text)
+        # The cameras this client can show are those the bridge publishes (not every camera of
+        # the arm behind it).
+        self.spec = dataclasses.replace(spec, cameras=tuple(self.bridge_control.get("cameras", [])))
         self.tick = 1.0 / float(self.bridge_control["state_hz"])
         self.cameras = dict(cameras or {})
         self._check_cameras()
@@ -102,20 +124,27 @@ class Ros2Arm:
 
     # ------------------------------------------------------------------ Robot protocol
     def reset(self, request: ResetRequest) -> RobotState:
+        """Raises SafetyStopError while the bridge's e-stop is engaged (also if it engages during
+        the reset), StaleStateError if no state follows the reset in time."""
+        self._raise_if_stopped("cannot reset")
         self._reset_id += 1
         request_id = self._reset_id
         message = self.transport.message("std_msgs/msg/String", data=conv.reset_to_json(request_id, request))
         # Re-sent until answered: the first one may go out before discovery has matched this
         # publisher with the bridge (the bridge ignores ids it has seen).
         deadline = time.monotonic() + self.config.reset_timeout
-        while True:
+        done: dict[str, Any] | None = None
+        while done is None:
             self._pub["reset"].publish(message)
             with self._cond:
-                if self._cond.wait_for(lambda: request_id in self._reset_done, RESET_RESEND_PERIOD):
+                if self._cond.wait_for(lambda: request_id in self._reset_done or self._estop_engaged,
+                                       RESET_RESEND_PERIOD):
+                    if request_id not in self._reset_done:  # the e-stop engaged (flag read under the lock)
+                        self._raise_if_stopped(f"reset {request_id} interrupted")
                     done = self._reset_done.pop(request_id)
-                    break
-            if time.monotonic() > deadline:
+            if done is None and time.monotonic() > deadline:
                 raise TimeoutError(f"the bridge did not finish reset {request_id} within {self.config.reset_timeout} s")
+        self._raise_if_stopped(f"reset {request_id} interrupted")  # engaged while the arm was placed
         if "error" in done:
             raise ValueError(f"the bridge refused the reset: {done['error']}")
         self._command_stamp = float(done["stamp"])
@@ -145,6 +174,9 @@ class Ros2Arm:
         except StaleStateError:
             self.stop()
             raise
+        if self.safety_stopped:
+            self.stop()
+            raise SafetyStopError(self._stop_message("step not carried out"))
         return self._state
 
     def read_state(self) -> RobotState:
@@ -166,6 +198,13 @@ class Ros2Arm:
     def estop(self, engaged: bool = True) -> None:
         """Engage (latched) or release the bridge's e-stop."""
         self._pub["estop"].publish(self.transport.message("std_msgs/msg/Bool", data=engaged))
+
+    @property
+    def safety_stopped(self) -> bool:
+        """True while the bridge reports its e-stop engaged (``advance``/``reset`` raise
+        SafetyStopError)."""
+        with self._cond:
+            return self._estop_engaged
 
     def traffic(self) -> dict[str, int]:
         """Joint states received, joint states lost (gaps in the bridge's tick stamps) and
@@ -193,6 +232,14 @@ class Ros2Arm:
                                  f"start it with --cameras {camera}")
             if tuple(shape) != size:
                 raise ValueError(f"camera {camera!r}: the bridge publishes {size}, the env wants {tuple(shape)}")
+
+    def _raise_if_stopped(self, what: str) -> None:
+        if self.safety_stopped:
+            raise SafetyStopError(self._stop_message(what))
+
+    def _stop_message(self, what: str) -> str:
+        return (f"{what}: the bridge's e-stop is engaged ({_where(self.config.transport, topics.ESTOP)}); "
+                f"the arm holds until it is released (std_msgs/Bool false on that topic, or Ros2Arm.estop(False))")
 
     def _await(self, ready, timeout: float, error: Exception) -> None:
         with self._cond:
@@ -263,9 +310,19 @@ class Ros2Arm:
 
     def _on_event(self, message: Any) -> None:
         event = json.loads(message.data)
+        if event["kind"] in ("estop_engaged", "estop_released"):
+            with self._cond:  # before the event is visible in self.events
+                self._estop_engaged = event["kind"] == "estop_engaged"
+                self._cond.notify_all()
         self.events.append(event)
         level = logging.WARNING if event["kind"] in ALARMS else logging.INFO
         log.log(level, "bridge safety event %s at t=%.3f s: %s", event["kind"], event["time"], event["detail"])
+
+
+def make_ros2_arm(config: EnvConfig) -> Ros2Arm:
+    """Robot kind ``ros2`` (entry point ``robot_rl.robots: ros2``): a client of the bridge
+    reached with ``robot.ros2``, subscribed to the env's cameras."""
+    return Ros2Arm(config.robot.ros2, cameras=requested_cameras(config))
 
 
 def _where(transport: TransportConfig, topic: str) -> str:

@@ -88,6 +88,7 @@ EVENT_KINDS = (
     "state_fresh",
     "command_stale",
     "command_fresh",
+    "step_error",  # a bridge tick raised; the arm was told to hold (published by the bridge)
 )
 
 

@@ -29,11 +29,16 @@ import numpy as np  # noqa: E402
 
 import robot_rl  # noqa: E402,F401
 from robot_rl.envs.config import Ros2ArmConfig  # noqa: E402
-from robot_rl.hardware.bridge import StaleStateError  # noqa: E402
 from robot_rl.hardware.ros2_arm import Ros2Arm  # noqa: E402
 from robot_rl.hardware.transport import make_transport  # noqa: E402
-from robot_rl.robot import EndEffectorCommand, JointCommand, ResetRequest  # noqa: E402
-from robot_rl.sim.experts import make_expert  # noqa: E402
+from robot_rl.robot import (  # noqa: E402
+    EndEffectorCommand,
+    JointCommand,
+    ResetRequest,
+    SafetyStopError,
+    StaleStateError,
+)
+from robot_rl.envs.experts import make_expert  # noqa: E402
 
 BACKEND = os.environ.get("ROBOT_RL_TEST_BACKEND", "dds")  # rclpy on a ROS 2 machine
 TRANSPORT = {"backend": BACKEND, "network": "loopback", "domain_id": DOMAIN}
@@ -130,7 +135,8 @@ def episodes() -> dict:
 
 
 def safety() -> dict:
-    """E-stop within one control period, clipping reported, NaN rejected, heartbeat hold."""
+    """E-stop within one control period (the client raising SafetyStopError while it lasts),
+    clipping reported, NaN rejected, heartbeat hold."""
     bridge = BridgeProcess("--robot", "sim", "--task", "reach", "--set", "safety.command_timeout=0.3")
     findings: dict = {}
     try:
@@ -152,14 +158,26 @@ def safety() -> dict:
         engaged = wait_event(arm, "estop_engaged")
         findings["estop_latency_s"] = engaged["time"] - sent
         assert engaged["time"] - sent <= 0.1, findings
-        for _ in range(5):  # the client keeps commanding: ignored while stopped
+        safety_stops = 0
+        for _ in range(5):  # the client keeps commanding: ignored while stopped, every step refused
             arm.command(EndEffectorCommand(target, state.ee_quat, 0.04))
-            arm.advance(0.1)
+            try:
+                arm.advance(0.1)
+            except SafetyStopError:
+                safety_stops += 1
+        try:
+            arm.reset(ResetRequest(arm.spec.home, 0.04))
+        except SafetyStopError as exc:
+            findings["reset_while_stopped"] = str(exc)[:80]
         stopped = tool_speed(arm, 0.2)
-        findings.update(speed_before=moving, speed_after=stopped)
-        assert moving > 0.2 and stopped < 0.01, findings
+        findings.update(speed_before=moving, speed_after=stopped, safety_stops=safety_stops)
+        assert moving > 0.2 and stopped < 0.01 and safety_stops == 5, findings
+        assert "e-stop is engaged" in findings.get("reset_while_stopped", ""), findings
         estop_pub.publish(raw.message("std_msgs/msg/Bool", data=False))
         wait_event(arm, "estop_released")
+        assert not arm.safety_stopped
+        arm.command(EndEffectorCommand(state.ee_pos, state.ee_quat, 0.04))
+        arm.advance(0.1)  # released: steps go through again
 
         # Joint targets beyond the limits: clipped, reported, never exceeded.
         beyond = arm.spec.joint_upper + 0.5

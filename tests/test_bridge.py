@@ -50,6 +50,8 @@ def test_safety_supervisor_in_the_bridge():
     findings = run_scenario("safety")
     assert findings["estop_latency_s"] <= 0.1  # within one 10 Hz control period
     assert findings["speed_before"] > 0.2 and findings["speed_after"] < 0.01
+    assert findings["safety_stops"] == 5  # every step while the e-stop is engaged raises SafetyStopError
+    assert "e-stop is engaged" in findings["reset_while_stopped"]
     assert "outside limits" in findings["clipped"]
     assert findings["hold_error_after_nan_rad"] < 0.02
     assert findings["states_in_5s_after_client_kill"] > 2250  # a dead client does not stall the bridge

@@ -39,9 +39,13 @@ def bridge(args: argparse.Namespace) -> int:
                           "network": config.transport.network}), file=sys.stderr, flush=True)
 
     stats = serve(robot, task_name(args.task), config, args.duration, on_ready=ready)
+    tick_ms = stats.tick_ms()
     print(json.dumps({"bridge": "stopped", "ticks": stats.ticks, "overruns": stats.overruns,
                       "worst_lateness_ms": round(stats.worst_lateness * 1e3, 3), "stale_ticks": stats.stale_ticks,
-                      "commands_received": stats.commands_received}),
+                      "commands_received": stats.commands_received, "commands_rejected": stats.commands_rejected,
+                      "step_errors": stats.step_errors, "tick_p50_ms": tick_ms["p50"], "tick_p99_ms": tick_ms["p99"],
+                      "tick_max_ms": tick_ms["max"], "frames_published": stats.frames_published,
+                      "frames_dropped": stats.frames_dropped, "camera_errors": stats.camera_errors}),
           file=sys.stderr, flush=True)
     return 0
 
