@@ -24,8 +24,9 @@ import gymnasium as gym
 from common import add_protocol_options, cached_run, loop_overrides, run_ours, run_sb3, write_report
 
 from robot_rl.config import deep_merge
-from robot_rl.data.recorder import EpisodeRecorder, ScriptedSource, open_recording_store
+from robot_rl.data.recorder import ScriptedSource, open_recording_store
 from robot_rl.envs.config import ENV_IDS
+from robot_rl.training.recorder import EpisodeRecorder
 
 LEARNERS = ("rlpd", "ddpgfd", "awac", "sac", "sb3")
 # What fits 3 seeds x 5 learners x 20k steps on a 2-core CPU in about an hour: one gradient step

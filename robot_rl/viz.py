@@ -63,23 +63,23 @@ class EpisodeRecord:
 
 def run_episode(env: Any, policy: Policy, episode: int, seed: int,
                 render: Callable[[], np.ndarray], on_step: Callable[[], None]) -> EpisodeRecord:
-    """Run one episode with ``policy``, rendering a frame after the reset and after every step."""
-    observation, info = env.reset(seed=seed)
-    policy.reset()
-    frames = [Frame(0, bool(info["is_success"]), render())]
-    first_success = 0 if info["is_success"] else None
-    total_reward, steps, done = 0.0, 0, False
-    while not done:
-        observation, reward, terminated, truncated, info = env.step(policy.act(observation))
-        steps += 1
-        total_reward += float(reward)
-        success = bool(info["is_success"])
-        if success and first_success is None:
-            first_success = steps
-        frames.append(Frame(steps, success, render()))
-        done = terminated or truncated
+    """Run one episode with ``policy`` (through the training loop's
+    :func:`~robot_rl.training.rollout.run_episode`), rendering a frame after the reset and after
+    every step."""
+    from robot_rl.training.rollout import run_episode as rollout_episode
+
+    frames: list[Frame] = []
+
+    def keep_frame(info: dict[str, Any]) -> None:
+        frames.append(Frame(len(frames), bool(info["is_success"]), render()))
+
+    def after_step(info: dict[str, Any]) -> None:
+        keep_frame(info)
         on_step()
-    return EpisodeRecord(episode, seed, steps, total_reward, bool(info["is_success"]), first_success, frames)
+
+    rollout = rollout_episode(env, policy, seed, on_reset=keep_frame, on_step=after_step)
+    first_success = next((frame.step for frame in frames if frame.success), None)
+    return EpisodeRecord(episode, seed, rollout.steps, rollout.total_reward, rollout.success, first_success, frames)
 
 
 def _font(size: int) -> Any:

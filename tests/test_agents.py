@@ -124,7 +124,9 @@ def test_critic_loss_is_sum_of_member_mse():
     target = torch.randn(8)
     q = agent.critic(b.obs, b.action)
     expected = sum(((q[i] - target) ** 2).mean() for i in range(3))
-    torch.testing.assert_close(agent.critic_loss(b, target), expected)
+    loss, td_errors = agent.critic_loss(b, target)
+    torch.testing.assert_close(loss, expected)
+    assert td_errors is None  # uniform learners give no priority feedback
 
 
 def test_polyak_update_exact():
@@ -178,9 +180,9 @@ def test_update_reduces_critic_error_on_fixed_batch(algo, n, m):
                                              critic_lr=3e-3, tau=1.0))
     b = batch(64)
     b.discount = torch.zeros(64)  # pure regression onto the rewards
-    first = agent.update(b)["critic_loss"]
+    first = agent.update(b).metrics["critic_loss"]
     for _ in range(150):
-        last = agent.update(b)["critic_loss"]
+        last = agent.update(b).metrics["critic_loss"]
     assert last < 0.1 * first
     assert agent.updates == 151
 
@@ -199,9 +201,9 @@ def test_checkpoint_round_trip_weights_only():
     assert np.array_equal(agent.act(obs, deterministic=True), restored.act(obs, deterministic=True))
     assert restored.updates == 3 and math.isclose(restored.alpha.item(), agent.alpha.item())
     torch.manual_seed(5)
-    m1 = agent.update(batch(seed=3))
+    m1 = agent.update(batch(seed=3)).scalars()
     torch.manual_seed(5)
-    m2 = restored.update(batch(seed=3))
+    m2 = restored.update(batch(seed=3)).scalars()
     assert m1 == m2  # optimiser state restored too
 
 
@@ -212,3 +214,17 @@ def test_config_rejects_impossible_ensembles():
         AgentConfig(ensemble_size=2, subset_size=3)
     with pytest.raises(ConfigError, match="dropout"):
         AgentConfig(dropout=1.5)
+
+
+@pytest.mark.parametrize("algo", ["sac", "td3", "ddpg", "awac"])
+def test_update_returns_detached_scalar_tensors_and_no_td_errors(algo):
+    """Metrics stay on the device as detached 0-d tensors (the loop reads them once per logging
+    interval); uniform learners declare no data needs beyond uniform minibatches."""
+    extra = {"ensemble_size": 1, "subset_size": 1} if algo == "ddpg" else {}
+    agent = make_agent(OBS, ACT, AgentConfig(algo=algo, hidden_sizes=(8,), **extra))
+    result = agent.update(batch())
+    assert result.td_errors is None and not agent.data_needs.prioritized
+    assert {"critic_loss", "td_target", "actor_loss"} <= set(result.metrics)
+    for name, value in result.metrics.items():
+        assert isinstance(value, torch.Tensor) and value.dim() == 0 and not value.requires_grad, name
+    assert result.scalars() == {name: value.item() for name, value in result.metrics.items()}

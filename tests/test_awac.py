@@ -109,9 +109,9 @@ def test_actor_loss_hand_case(entropy, expected):
     agent.actor = KnownActor([-1.0, -2.0, -3.0])
     batch = SimpleNamespace(obs=torch.zeros(3, 5), action=torch.tensor([[0.0, 0.9], [LN2, -0.9], [LN3, 0.0]]))
     metrics = agent.update_actor_and_temperature(batch)
-    assert metrics["actor_loss"] == pytest.approx(expected, rel=1e-6)
-    assert metrics["advantage"] == pytest.approx((LN2 + LN3) / 3, rel=1e-6)
-    assert metrics["max_weight"] == pytest.approx(1.2)
+    assert float(metrics["actor_loss"]) == pytest.approx(expected, rel=1e-6)
+    assert float(metrics["advantage"]) == pytest.approx((LN2 + LN3) / 3, rel=1e-6)
+    assert float(metrics["max_weight"]) == pytest.approx(1.2)
     assert agent.actor.shift.grad.item() == pytest.approx(-2.7 / 3 + (0.5 if entropy else 0.0), rel=1e-6)
 
 
@@ -176,9 +176,9 @@ def test_state_dict_round_trip_weights_only():
     assert np.array_equal(agent.act(obs, deterministic=True), restored.act(obs, deterministic=True))
     assert restored.updates == 3
     torch.manual_seed(5)
-    first = agent.update(batch)
+    first = agent.update(batch).scalars()
     torch.manual_seed(5)
-    assert restored.update(batch) == first
+    assert restored.update(batch).scalars() == first
 
 
 def test_config_validation_registry_and_preset():

@@ -15,7 +15,7 @@ import robot_rl
 from robot_rl.agents import AgentConfig, DDPGfD, make_agent
 from robot_rl.agents.ddpgfd import q_filtered_bc_loss
 from robot_rl.config import ConfigError, from_dict, read_yaml
-from robot_rl.data import FeatureSpec, ReplayBuffer
+from robot_rl.data import FeatureSpec, PrioritizedSampler, ReplayBuffer
 from robot_rl.data.prioritized import PrioritizedReplayBuffer
 from robot_rl.data.replay import Batch
 
@@ -62,15 +62,15 @@ def test_one_step_and_n_step_targets_by_hand():
     torch.testing.assert_close(learner.td_target(batch), torch.tensor([[2.0, 0.5], [3.75, 0.5]]))
 
 
-def test_critic_loss_is_weighted_one_plus_n_step_and_records_td_errors():
+def test_critic_loss_is_weighted_one_plus_n_step_and_returns_td_errors():
     """Q = [[1, 2], [3, 0]] (critic × sample), y_1 = [0, 1], y_n = [1, 1], w = [1, 0.5], λ_n = 0.5:
     critic 0: (1·(1 + 0) + 0.5·(1 + 0.5)) / 2 = 0.875; critic 1: (1·(9 + 2) + 0.5·(1 + 0.5)) / 2 = 5.875."""
     learner = agent(lambda_nstep=0.5)
     learner.critic = StandInQ(lambda obs, action: torch.tensor([[1.0, 2.0], [3.0, 0.0]]))
     batch = hand_batch(weights=[1.0, 0.5])
-    loss = learner.critic_loss(batch, torch.tensor([[0.0, 1.0], [1.0, 1.0]]))
+    loss, td_errors = learner.critic_loss(batch, torch.tensor([[0.0, 1.0], [1.0, 1.0]]))
     torch.testing.assert_close(loss, torch.tensor(6.75))
-    torch.testing.assert_close(learner.td_errors, torch.tensor([2.0, 1.0]))  # mean_i |Q_i − y_1|
+    torch.testing.assert_close(td_errors, torch.tensor([2.0, 1.0]))  # mean_i |Q_i − y_1|
 
 
 def test_q_filtered_bc_loss_by_hand():
@@ -87,7 +87,8 @@ def test_q_filtered_bc_loss_by_hand():
     loss, metrics = learner.actor_loss(batch)
     # −mean Q(s, μ(s)) = −(0 + 0.5 + 0.2 + 0) / 4 = −0.175
     torch.testing.assert_close(loss, torch.tensor(-0.175 + 2.0 * 0.41 / 3))
-    assert metrics["bc_loss"] == pytest.approx(0.41 / 3) and metrics["q_filter_pass"] == pytest.approx(2 / 3)
+    assert float(metrics["bc_loss"]) == pytest.approx(0.41 / 3)
+    assert float(metrics["q_filter_pass"]) == pytest.approx(2 / 3)
     loss.backward()
     # the second action component only enters through BC: 2 λ (μ − a) / 3 on demo rows that pass
     torch.testing.assert_close(policy_action.grad[:, 1], torch.tensor([0.0, 0.0, 2 * 2.0 * -0.3 / 3, 0.0]))
@@ -136,9 +137,9 @@ def one_thread():
 
 def test_training_on_demonstrations_alone_imitates_the_demonstrator(one_thread):
     """Pre-training on a demo-only prioritised buffer: BC pulls μ onto the demonstrator's actions,
-    and the TD errors flow back into the priorities. Without the Q-filter: a critic that has seen
-    only demonstrated actions cannot rank other actions, so the filter would be noise here (its
-    gating is checked by hand above)."""
+    and the TD errors flow back into the priorities through the sampler's feedback. Without the
+    Q-filter: a critic that has seen only demonstrated actions cannot rank other actions, so the
+    filter would be noise here (its gating is checked by hand above)."""
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     config = AgentConfig(algo="ddpgfd", hidden_sizes=(64, 64), actor_lr=3e-3, critic_lr=1e-3, n_step=3,
@@ -149,6 +150,7 @@ def test_training_on_demonstrations_alone_imitates_the_demonstrator(one_thread):
         demos.add_episode({"x": episode, "action": demonstrator(episode), "reward": np.zeros(20, np.float32),
                            "terminated": np.zeros(20, bool)}, {"x": rng.standard_normal(3).astype(np.float32)})
     replay = PrioritizedReplayBuffer.from_config(ReplayBuffer(FEATURES, ["x"], capacity=100), demos, config)
+    sampler = PrioritizedSampler(replay, config.n_step, config.gamma)
     learner = make_agent(OBS, ACT, config)
 
     def imitation_error() -> float:
@@ -158,10 +160,11 @@ def test_training_on_demonstrations_alone_imitates_the_demonstrator(one_thread):
 
     before = imitation_error()
     for _ in range(300):
-        batch = replay.sample(config.batch_size, rng, config.n_step, config.gamma)
-        metrics = learner.update(batch)
-        replay.update_priorities(batch.indices, learner.td_errors)
+        batch = sampler.sample(config.batch_size, rng)
+        result = learner.update(batch)
+        sampler.feedback(batch, result.td_errors)
     assert imitation_error() < 0.05 < 0.2 * before
+    metrics = result.scalars()
     assert metrics["bc_loss"] < 0.01 and all(np.isfinite(list(metrics.values())))
     priorities = replay.priorities(np.arange(160))
     assert priorities.min() >= (1.0 + 1e-3) ** 0.4 and priorities.std() > 0  # demo bonus, TD errors differ

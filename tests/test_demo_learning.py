@@ -7,8 +7,9 @@ import csv
 import gymnasium as gym
 import pytest
 
-from robot_rl.data.recorder import EpisodeRecorder, ScriptedSource, open_recording_store
+from robot_rl.data.recorder import ScriptedSource, open_recording_store
 from robot_rl.training import load_train_config, train
+from robot_rl.training.recorder import EpisodeRecorder
 
 
 def final_return(run_dir) -> float:
@@ -100,14 +101,15 @@ def test_ddpgfd_priorities_survive_a_resume(tmp_path):
         "agent": {"hidden_sizes": [32, 32], "batch_size": 32},
         "demos": {"paths": [str(demos)], "offline_steps": 50}})
     train(config, tmp_path / "run")
-    saved = load_checkpoint(tmp_path / "run" / "seed_0" / "checkpoints" / "last.pt")["replay_priorities"]
+    saved = load_checkpoint(tmp_path / "run" / "seed_0" / "checkpoints" / "last.pt")["sampler"]
     assert saved["sample_calls"] > 50 and float(saved["priorities"].std()) > 0  # TD errors reached the tree
     resumed = Trainer(config, tmp_path / "run" / "seed_0", seed=0, resume=True)
-    state = resumed.replay.state_dict()
+    state = resumed.data.sampler.state_dict()  # through the Sampler seam
     torch.testing.assert_close(state["priorities"], saved["priorities"])
     assert (state["sample_calls"], state["max_priority"]) == (saved["sample_calls"], saved["max_priority"])
-    assert np.isclose(resumed.replay.beta, resumed.replay.beta0 + (1 - resumed.replay.beta0)
-                      * min(1.0, saved["sample_calls"] / resumed.replay.beta_steps))
+    replay = resumed.data.sampler.buffer
+    assert np.isclose(replay.beta, replay.beta0 + (1 - replay.beta0)
+                      * min(1.0, saved["sample_calls"] / replay.beta_steps))
     resumed.env.close()
     resumed.eval_env.close()
     resumed.store.close()

@@ -15,9 +15,10 @@ import pytest
 
 from robot_rl.cli import main
 from robot_rl.data import EpisodeStore, SpecMismatchError
-from robot_rl.data.recorder import EpisodeRecorder, ScriptedSource, open_recording_store
+from robot_rl.data.recorder import ScriptedSource, open_recording_store
 from robot_rl.envs import make_arm_env
-from robot_rl.sim.experts import make_expert
+from robot_rl.envs.experts import make_expert
+from robot_rl.training.recorder import EpisodeRecorder
 
 SHORT = {"task": {"max_episode_steps": 10}}  # seeds 0 and 1 fail in 10 steps, 2-4 succeed
 

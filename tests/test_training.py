@@ -17,6 +17,7 @@ import torch
 
 from robot_rl.config import ConfigError
 from robot_rl.data import EpisodeStore
+from robot_rl.robot import StaleStateError
 from robot_rl.training import Trainer, TrainingDiverged, load_train_config, train
 from robot_rl.training.checkpoint import load_checkpoint
 from robot_rl.training.loop import RunDirError
@@ -162,3 +163,90 @@ def test_existing_run_needs_resume(tmp_path):
     failed = subprocess.run([sys.executable, "-m", "robot_rl.cli", "train", "--run-dir", str(tmp_path / "run")],
                             capture_output=True, text=True, timeout=120)
     assert failed.returncode == 2 and "--resume" in failed.stderr and "Traceback" not in failed.stderr
+
+
+def agent_tensors(checkpoint: Path) -> dict[str, torch.Tensor]:
+    state = load_checkpoint(checkpoint)["agent"]
+    return {f"{name}.{key}": value for name, module in state.items() if isinstance(module, dict)
+            for key, value in module.items() if isinstance(value, torch.Tensor)}
+
+
+def test_same_seed_gives_the_same_run(tmp_path):
+    """Two runs with one seed: identical episode, eval and update logs and identical final
+    weights (one torch thread; the learner is seeded before it is built, so this holds across
+    processes too, whatever torch's own per-process seed)."""
+    config = load_train_config(overrides={**FAST, "train": {**FAST["train"], "total_steps": 600, "eval_every": 300,
+                                                            "checkpoint_every": 300}})
+    for name in ("a", "b"):
+        torch.seed()  # a different global generator state before each run, as in a fresh process
+        train(config, tmp_path / name)
+    for stream in ("episodes", "eval", "updates"):
+        a, b = (read_csv(tmp_path / name / "seed_0" / "logs" / f"{stream}.csv") for name in ("a", "b"))
+        assert a == b and len(a) > 1, stream
+    a, b = (agent_tensors(tmp_path / name / "seed_0" / "checkpoints" / "last.pt") for name in ("a", "b"))
+    assert a.keys() == b.keys() and all(torch.equal(a[key], b[key]) for key in a)
+
+
+class FlakyArm:
+    """A real SimArm that raises StaleStateError on its ``fail_at``-th ``advance`` (an env step)
+    and again on the first ``reset`` after that, as a real arm whose bridge restarts would."""
+
+    def __init__(self, arm, fail_at: int, resets_failing: int = 1) -> None:
+        self._arm, self.fail_at, self.resets_failing = arm, fail_at, resets_failing
+        self.advances, self.failing_resets, self.faults = 0, 0, []
+
+    def __getattr__(self, name):
+        return getattr(self._arm, name)
+
+    def advance(self, duration):
+        self.advances += 1
+        if self.advances == self.fail_at:
+            self.failing_resets = self.resets_failing
+            self.faults.append("advance")
+            raise StaleStateError("no fresh joint state within 0.2 s (injected)")
+        return self._arm.advance(duration)
+
+    def reset(self, request):
+        if self.failing_resets:
+            self.failing_resets -= 1
+            self.faults.append("reset")
+            raise StaleStateError("the bridge is restarting (injected)")
+        return self._arm.reset(request)
+
+
+def test_robot_error_drops_the_episode_logs_it_and_training_goes_on(tmp_path):
+    from robot_rl.sim.sim_arm import make_sim_arm
+    from robot_rl.training.loop import episode_seed
+
+    config = load_train_config(overrides={**FAST, "train": {**FAST["train"], "total_steps": 300, "warmup_steps": 100,
+                                                            "eval_every": 1000, "checkpoint_every": 1000}})
+    arm = FlakyArm(make_sim_arm(config.env), fail_at=120)  # step 20 of the third 50-step episode
+    seed_dir = tmp_path / "seed_0"
+    result = Trainer(config, seed_dir, seed=0, robot=arm).run()
+    assert arm.faults == ["advance", "reset"] and 0.0 <= result["success_rate"] <= 1.0
+    with EpisodeStore.open(seed_dir / "replay.zarr", "r") as store:
+        table = store.episodes
+        assert store.n_episodes >= 6 and store.n_steps == 50 * store.n_episodes  # no partial episode
+        assert np.all(table["length"] == 50)
+        # The broken-off episode was run again from its own seed: no seed skipped or repeated.
+        assert table["seed"].tolist() == [episode_seed(0, i) for i in range(store.n_episodes)]
+    events = read_csv(seed_dir / "logs" / "robot_events.csv")
+    assert [(e["phase"], e["error"], e["episode"]) for e in events] == [("step", "StaleStateError", "2"),
+                                                                        ("reset", "StaleStateError", "2")]
+    assert int(events[0]["env_step"]) == 119 and "injected" in events[1]["message"]
+    assert read_csv(seed_dir / "logs" / "episodes.csv")[2]["env_step"] == "169"  # 100 + 19 dropped + 50
+
+
+def test_robot_that_does_not_come_back_stops_the_run_naming_the_timeout(tmp_path):
+    from robot_rl.sim.sim_arm import make_sim_arm
+    from robot_rl.training.rollout import RobotUnavailableError
+
+    config = load_train_config(overrides={**FAST, "train": {**FAST["train"], "total_steps": 300,
+                                                            "robot_recovery_timeout": 1.0}})
+    arm = FlakyArm(make_sim_arm(config.env), fail_at=30, resets_failing=1000)
+    with pytest.raises(RobotUnavailableError, match=r"train\.robot_recovery_timeout = 1 s .*StaleStateError"):
+        Trainer(config, tmp_path / "seed_0", seed=0, robot=arm).run()
+    with EpisodeStore.open(tmp_path / "seed_0" / "replay.zarr", "r") as store:
+        assert store.n_episodes == 0  # the broken episode was never committed
+    with pytest.raises(ConfigError, match="robot_recovery_timeout"):
+        load_train_config(overrides={"train": {"robot_recovery_timeout": 0}})

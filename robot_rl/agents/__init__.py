@@ -5,7 +5,7 @@ from __future__ import annotations
 from gymnasium import spaces
 
 from robot_rl.agents.awac import AWAC
-from robot_rl.agents.base import OffPolicyAgent, TransitionBatch
+from robot_rl.agents.base import DataNeeds, OffPolicyAgent, TransitionBatch, UpdateResult
 from robot_rl.agents.config import AgentConfig
 from robot_rl.agents.ddpgfd import DDPGfD
 from robot_rl.agents.sac import SAC
@@ -18,4 +18,5 @@ def make_agent(observation_space: spaces.Space, action_space: spaces.Box, config
     return AGENTS[config.algo](observation_space, action_space, config)
 
 
-__all__ = ["AGENTS", "AWAC", "AgentConfig", "DDPG", "DDPGfD", "OffPolicyAgent", "SAC", "TD3", "TransitionBatch", "make_agent"]
+__all__ = ["AGENTS", "AWAC", "AgentConfig", "DDPG", "DDPGfD", "DataNeeds", "OffPolicyAgent", "SAC", "TD3",
+           "TransitionBatch", "UpdateResult", "make_agent"]

@@ -63,7 +63,7 @@ class AWAC(SAC):
         """A(s, a) = Q(s, a) − V(s) with V(s) ≈ Q(s, ã), ã ~ π(·|s) given as ``policy_action`` → ``(B,)``."""
         return self.actor_q(self.critic(obs, action)) - self.actor_q(self.critic(obs, policy_action))
 
-    def update_actor_and_temperature(self, batch: TransitionBatch) -> dict[str, float]:
+    def update_actor_and_temperature(self, batch: TransitionBatch) -> dict[str, torch.Tensor]:
         """One step on L_π = E[α log π(ã|s)] − (1/B) Σ_b w_b log π(a_b|s_b); α is fixed (see module doc)."""
         obs = self.encoder(batch.obs)
         policy_action, policy_log_prob = self.actor(obs)
@@ -73,5 +73,5 @@ class AWAC(SAC):
         self.actor_optimizer.zero_grad(set_to_none=True)
         actor_loss.backward()
         self.actor_optimizer.step()
-        return {"actor_loss": actor_loss.item(), "entropy": -policy_log_prob.mean().item(),
-                "advantage": advantage.mean().item(), "max_weight": weights.max().item()}
+        return {"actor_loss": actor_loss.detach(), "entropy": -policy_log_prob.detach().mean(),
+                "advantage": advantage.mean(), "max_weight": weights.max()}

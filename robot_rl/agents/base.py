@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Mapping, Protocol
+from dataclasses import dataclass
+from typing import Any, ClassVar, Mapping, Protocol
 
 import numpy as np
 import torch
@@ -26,6 +27,42 @@ class TransitionBatch(Protocol):
     reward: torch.Tensor
     next_obs: Mapping[str, torch.Tensor]
     discount: torch.Tensor
+
+
+@dataclass(frozen=True)
+class DataNeeds:
+    """What a learner asks of the data path; the training loop builds its sampler from this
+    declaration and never asks which learner it runs.
+
+    ``prioritized``: minibatches are drawn by priority and carry importance ``weights``,
+    ``is_demo`` flags, ``indices`` and the 1-step target fields; :meth:`OffPolicyAgent.update`
+    returns per-sample TD errors, which the sampler turns into new priorities.
+    ``demos_in_online_buffer``: demonstrations are pinned inside the same buffer as the online
+    data (and drawn by priority with it) instead of being mixed into every minibatch at
+    ``demos.ratio``.
+    """
+
+    prioritized: bool = False
+    demos_in_online_buffer: bool = False
+
+
+@dataclass
+class UpdateResult:
+    """What one :meth:`OffPolicyAgent.update` returns.
+
+    ``metrics``: name → detached 0-d tensor on the learner's device (reading them is left to the
+    caller, so an update itself never waits for the device); ``td_errors``: ``(B,)`` per-sample
+    |δ| for priority feedback, or ``None`` for a learner that gives none.
+    """
+
+    metrics: dict[str, torch.Tensor]
+    td_errors: torch.Tensor | None = None
+
+    def scalars(self) -> dict[str, float]:
+        """The metrics as Python floats, in one device-to-host transfer."""
+        if not self.metrics:
+            return {}
+        return dict(zip(self.metrics, torch.stack(list(self.metrics.values())).tolist()))
 
 
 class ObservationEncoder(nn.Module):
@@ -81,7 +118,12 @@ def subset_min_q(critic: nn.Module, obs: torch.Tensor, action: torch.Tensor, sub
 
 
 class OffPolicyAgent(ABC):
-    """act / update / state_dict: all the training loop, evaluation and checkpoints rely on."""
+    """act / update / state_dict: all the training loop, evaluation and checkpoints rely on.
+
+    ``data_needs`` declares the minibatches the learner wants (see :class:`DataNeeds`).
+    """
+
+    data_needs: ClassVar[DataNeeds] = DataNeeds()
 
     def __init__(self, observation_space: spaces.Space, action_space: spaces.Box, config: AgentConfig) -> None:
         if not isinstance(action_space, spaces.Box) or not np.allclose(np.abs(action_space.low), 1) \
@@ -109,23 +151,24 @@ class OffPolicyAgent(ABC):
         """Action in [-1, 1] for one observation (exploration unless ``deterministic``)."""
 
     @abstractmethod
-    def update(self, batch: TransitionBatch) -> dict[str, float]:
-        """One gradient step on the critics (and, on schedule, the actor); returns metrics."""
+    def update(self, batch: TransitionBatch) -> UpdateResult:
+        """One gradient step on the critics (and, on schedule, the actor): metrics as detached
+        0-d tensors (no host sync) and, for prioritised learners, the batch's TD errors."""
 
     @abstractmethod
     def td_target(self, batch: TransitionBatch) -> torch.Tensor:
         """Bootstrapped regression target y, shape ``(B,)`` (``(K, B)`` for a learner whose
         :meth:`critic_loss` regresses on K targets at once, e.g. DDPGfD's 1-step and n-step)."""
 
-    def update_critic(self, batch: TransitionBatch) -> dict[str, float]:
+    def update_critic(self, batch: TransitionBatch) -> UpdateResult:
         """One gradient step on Σ_i E[(Q_i(s, a) − y)²] towards :meth:`td_target`."""
         target = self.td_target(batch)
-        critic_loss = self.critic_loss(batch, target)
+        critic_loss, td_errors = self.critic_loss(batch, target)
         self.critic_optimizer.zero_grad(set_to_none=True)
         critic_loss.backward()
         self.critic_optimizer.step()
         self.updates += 1
-        return {"critic_loss": critic_loss.item(), "td_target": target.mean().item()}
+        return UpdateResult({"critic_loss": critic_loss.detach(), "td_target": target.mean()}, td_errors)
 
     def actor_q(self, q_values: torch.Tensor) -> torch.Tensor:
         """Reduce ``(E, B)`` critic values for the actor objective: min (clipped double-Q) or
@@ -135,10 +178,11 @@ class OffPolicyAgent(ABC):
             mode = "min" if self.config.ensemble_size <= 2 else "mean"
         return q_values.min(dim=0).values if mode == "min" else q_values.mean(dim=0)
 
-    def critic_loss(self, batch: TransitionBatch, target: torch.Tensor) -> torch.Tensor:
-        """Σ_i mean_b (Q_i(s, a) − y)²: every member regresses on the same target."""
+    def critic_loss(self, batch: TransitionBatch, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Σ_i mean_b (Q_i(s, a) − y)²: every member regresses on the same target. Also returns
+        the per-sample |δ| for priority feedback (``None`` here: uniform learners give none)."""
         q_values = self.critic(self.encoder(batch.obs), batch.action)
-        return ((q_values - target.unsqueeze(0)) ** 2).mean(dim=1).sum()
+        return ((q_values - target.unsqueeze(0)) ** 2).mean(dim=1).sum(), None
 
     def _modules(self) -> dict[str, Any]:
         """Everything with a state_dict, by name (extended by subclasses)."""

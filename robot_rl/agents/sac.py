@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from robot_rl.agents.base import OffPolicyAgent, TransitionBatch, polyak_update, subset_min_q
+from robot_rl.agents.base import OffPolicyAgent, TransitionBatch, UpdateResult, polyak_update, subset_min_q
 from robot_rl.agents.config import AgentConfig
 from robot_rl.agents.networks import SquashedGaussianActor
 
@@ -55,14 +55,14 @@ class SAC(OffPolicyAgent):
         next_q = subset_min_q(self.critic_target, next_obs, next_action, self.config.subset_size)
         return batch.reward + batch.discount * (next_q - self.alpha * next_log_prob)
 
-    def update(self, batch: TransitionBatch) -> dict[str, float]:
-        metrics = self.update_critic(batch)
+    def update(self, batch: TransitionBatch) -> UpdateResult:
+        result = self.update_critic(batch)
         polyak_update(self.critic_target, self.critic, self.config.tau)
         if self.updates % self.config.actor_update_interval == 0:
-            metrics.update(self.update_actor_and_temperature(batch))
-        return metrics
+            result.metrics.update(self.update_actor_and_temperature(batch))
+        return result
 
-    def update_actor_and_temperature(self, batch: TransitionBatch) -> dict[str, float]:
+    def update_actor_and_temperature(self, batch: TransitionBatch) -> dict[str, torch.Tensor]:
         obs = self.encoder(batch.obs)
         action, log_prob = self.actor(obs)
         self.critic.requires_grad_(False)  # the actor step must not leave gradients on the critics
@@ -77,7 +77,7 @@ class SAC(OffPolicyAgent):
         self.alpha_optimizer.zero_grad(set_to_none=True)
         alpha_loss.backward()
         self.alpha_optimizer.step()
-        return {"actor_loss": actor_loss.item(), "alpha": self.alpha.item(), "entropy": -log_prob.mean().item()}
+        return {"actor_loss": actor_loss.detach(), "alpha": self.alpha, "entropy": -log_prob.detach().mean()}
 
     def _modules(self) -> dict[str, Any]:
         return {**super()._modules(), "actor": self.actor, "actor_optimizer": self.actor_optimizer,

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from robot_rl.agents.base import OffPolicyAgent, TransitionBatch, polyak_update, subset_min_q
+from robot_rl.agents.base import OffPolicyAgent, TransitionBatch, UpdateResult, polyak_update, subset_min_q
 from robot_rl.agents.config import AgentConfig
 from robot_rl.agents.networks import DeterministicActor
 
@@ -53,15 +53,15 @@ class TD3(OffPolicyAgent):
         next_q = subset_min_q(self.critic_target, next_obs, next_action, self.config.subset_size)
         return reward + discount * next_q
 
-    def update(self, batch: TransitionBatch) -> dict[str, float]:
-        metrics = self.update_critic(batch)
+    def update(self, batch: TransitionBatch) -> UpdateResult:
+        result = self.update_critic(batch)
         if self.updates % self.config.actor_update_interval == 0:
-            metrics.update(self.update_actor(batch))
+            result.metrics.update(self.update_actor(batch))
             polyak_update(self.critic_target, self.critic, self.config.tau)
             polyak_update(self.actor_target, self.actor, self.config.tau)
-        return metrics
+        return result
 
-    def update_actor(self, batch: TransitionBatch) -> dict[str, float]:
+    def update_actor(self, batch: TransitionBatch) -> dict[str, torch.Tensor]:
         """One gradient step on :meth:`actor_loss`, with the critics frozen."""
         self.critic.requires_grad_(False)
         actor_loss, metrics = self.actor_loss(batch)
@@ -69,9 +69,9 @@ class TD3(OffPolicyAgent):
         self.actor_optimizer.zero_grad(set_to_none=True)
         actor_loss.backward()
         self.actor_optimizer.step()
-        return {"actor_loss": actor_loss.item(), **metrics}
+        return {"actor_loss": actor_loss.detach(), **metrics}
 
-    def actor_loss(self, batch: TransitionBatch) -> tuple[torch.Tensor, dict[str, float]]:
+    def actor_loss(self, batch: TransitionBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """L_μ = −E[Q_1(s, μ(s))] and extra metrics (none here)."""
         obs = self.encoder(batch.obs)
         return -self.critic(obs, self.actor(obs))[0].mean(), {}

@@ -38,11 +38,8 @@ def record(args: argparse.Namespace) -> int:
     """Run ``args.episodes`` episodes of the chosen action source and append them to the store;
     progress on stderr, a JSON summary on stdout."""
     from robot_rl.data import SpecMismatchError, StoreError, store_info
-    from robot_rl.data.recorder import (
-        EpisodeOutcome,
-        EpisodeRecorder,
-        open_recording_store,
-    )
+    from robot_rl.data.recorder import open_recording_store
+    from robot_rl.training.recorder import EpisodeOutcome, EpisodeRecorder
     from robot_rl.envs import make_arm_env
 
     task = task_name(args.task)

@@ -37,7 +37,7 @@ def make_policy(env: Any, kind: str, seed: int) -> Policy:
     """``expert``: the task's scripted expert; ``random``: seeded uniform random actions."""
     if kind == "random":
         return RandomPolicy(env.action_space, seed)
-    from robot_rl.sim.experts import make_expert
+    from robot_rl.envs.experts import make_expert
 
     try:
         return make_expert(env)
@@ -120,7 +120,7 @@ EXPERT_CHUNK = 10  # episodes per evaluate_expert call, so the progress bar move
 def sim_experts(args: argparse.Namespace) -> int:
     """Success rates of the scripted experts, as JSON on stdout."""
     with simulator_errors_reported():
-        from robot_rl.sim.experts import evaluate_expert
+        from robot_rl.envs.experts import evaluate_expert
 
     tasks = list(dict.fromkeys(task_name(t) for t in args.tasks))
     kwargs = env_kwargs(args)

@@ -27,6 +27,7 @@ def train_command(args: argparse.Namespace) -> int:
     from robot_rl.training import train
     from robot_rl.training.checkpoint import CheckpointError
     from robot_rl.training.loop import RunDirError, TrainingDiverged
+    from robot_rl.training.rollout import RobotUnavailableError
 
     overrides = parse_overrides(args.overrides)
     if args.task is not None:
@@ -51,7 +52,7 @@ def train_command(args: argparse.Namespace) -> int:
             results = train(config, run_dir, resume=args.resume)
         except (RunDirError, CheckpointError) as exc:
             raise CommandError(str(exc)) from exc
-        except TrainingDiverged as exc:
+        except (TrainingDiverged, RobotUnavailableError) as exc:
             raise CommandError(f"training stopped: {exc}") from exc
     print(f"learning curve: {(run_dir / 'learning_curve.png').resolve()}")
     print_json({"run_dir": str(run_dir), "final_eval": {str(seed): result for seed, result in results.items()}})
@@ -63,7 +64,8 @@ def eval_command(args: argparse.Namespace) -> int:
     from robot_rl.agents import make_agent
     from robot_rl.training.checkpoint import CheckpointError, load_checkpoint
     from robot_rl.training.config import TrainConfig
-    from robot_rl.training.loop import EVAL_SEED_OFFSET, evaluate, make_env
+    from robot_rl.training.loop import make_env
+    from robot_rl.training.rollout import EVAL_SEED_OFFSET, evaluate
 
     try:
         payload = load_checkpoint(args.checkpoint)
@@ -86,15 +88,8 @@ def eval_command(args: argparse.Namespace) -> int:
 
 
 def _evaluate_with_video(env: gym.Env, agent, args: argparse.Namespace, seed: int) -> dict:
-    from robot_rl.training.loop import episode_summary
+    from robot_rl.training.rollout import AgentPolicy, episode_summary
     from robot_rl.viz import annotate, frame_strip, open_video, run_episode
-
-    class AgentPolicy:
-        def reset(self) -> None:
-            """The policy is stateless."""
-
-        def act(self, observation):
-            return agent.act(observation, deterministic=True)
 
     base = env.unwrapped
     obs_cfg = base.config.observation
@@ -104,7 +99,7 @@ def _evaluate_with_video(env: gym.Env, agent, args: argparse.Namespace, seed: in
     video = open_video(video_path, base.metadata["render_fps"])
     try:
         for episode in range(args.episodes):
-            record = run_episode(env, AgentPolicy(), episode, seed + episode,
+            record = run_episode(env, AgentPolicy(agent), episode, seed + episode,
                                  lambda: base.robot.render("scene", obs_cfg.render_height, obs_cfg.render_width),
                                  lambda: None)
             for frame in record.frames:

@@ -1,7 +1,8 @@
 """Episode data: the Zarr :class:`EpisodeStore` (online replay and demonstrations share one
-format), the RAM-tier :class:`ReplayBuffer` and :class:`MixtureSampler`, and :func:`store_info`.
+format), the RAM-tier :class:`ReplayBuffer`, the minibatch samplers (:class:`Sampler`:
+uniform, prioritised, :class:`MixtureSampler`) and :func:`store_info`.
 
-The replay classes import torch, so they load on first use: processes that only record or
+The replay and sampler classes import torch, so they load on first use: processes that only record or
 inspect episodes (teleoperation, ``robot-rl data info``) stay light.
 """
 
@@ -10,6 +11,7 @@ from typing import Any
 from robot_rl.data.info import store_info
 from robot_rl.data.store import (
     SOURCES,
+    TRANSITION_FEATURES,
     Episode,
     EpisodeStore,
     FeatureSpec,
@@ -18,26 +20,31 @@ from robot_rl.data.store import (
     features_from_spaces,
 )
 
-_REPLAY_NAMES = ("Batch", "MixtureSampler", "ReplayBuffer")
+_LAZY_NAMES = {"Batch": "replay", "ReplayBuffer": "replay", "MixtureSampler": "samplers",
+               "PrioritizedSampler": "samplers", "Sampler": "samplers", "UniformSampler": "samplers"}
 
 __all__ = [
     "SOURCES",
+    "TRANSITION_FEATURES",
     "Batch",
     "Episode",
     "EpisodeStore",
     "FeatureSpec",
     "MixtureSampler",
+    "PrioritizedSampler",
     "ReplayBuffer",
+    "Sampler",
     "SpecMismatchError",
     "StoreError",
+    "UniformSampler",
     "features_from_spaces",
     "store_info",
 ]
 
 
 def __getattr__(name: str) -> Any:
-    if name in _REPLAY_NAMES:
-        from robot_rl.data import replay
+    if name in _LAZY_NAMES:
+        from importlib import import_module
 
-        return getattr(replay, name)
+        return getattr(import_module(f"robot_rl.data.{_LAZY_NAMES[name]}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,28 +1,28 @@
-"""Record episodes of an action source (scripted expert, teleoperation, policy) into a store.
+"""Action sources and recording stores: what :mod:`robot_rl.training.recorder` needs from data.
 
 An :class:`ActionSource` is anything with a ``source`` name, ``reset()`` and ``act(obs)``: the
-scripted experts (:class:`ScriptedSource`), and later a keyboard, gamepad, SpaceMouse or a ROS 2
-``Joy`` topic. :class:`EpisodeRecorder` drives one in an env and writes every episode to an
-:class:`~robot_rl.data.EpisodeStore`, which makes recording crash-safe (a crash loses at most
-the episode in flight) and lets a recording append to an existing dataset::
+scripted experts (:class:`ScriptedSource`), the training run's policy, and later a keyboard,
+gamepad, SpaceMouse or a ROS 2 ``Joy`` topic. :func:`open_recording_store` opens (or creates)
+the :class:`~robot_rl.data.EpisodeStore` an env's episodes go to, with the root attributes of
+:func:`recording_attrs` (the one place they are made). The episodes themselves are run by
+:func:`robot_rl.training.rollout.run_episode`; :class:`robot_rl.training.recorder.EpisodeRecorder`
+records a source's episodes::
 
     env = make_arm_env("reach")
     with open_recording_store("demos.zarr", env) as store:
-        EpisodeRecorder(env, store, ScriptedSource(env)).record(episodes=20)
-"""
+        EpisodeRecorder(env, store, ScriptedSource(env)).record(episodes=20)"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 import numpy as np
 
 from robot_rl.config import to_dict
 from robot_rl.data.compat import check_spec
-from robot_rl.data.store import SOURCES, EpisodeStore, features_from_spaces
+from robot_rl.data.store import EpisodeStore, features_from_spaces
 
 Observation = Mapping[str, np.ndarray]
 
@@ -45,13 +45,13 @@ class ActionSource(Protocol):
 
 
 class ScriptedSource:
-    """The task's scripted expert (:mod:`robot_rl.sim.experts`) as an :class:`ActionSource`."""
+    """The task's scripted expert (:mod:`robot_rl.envs.experts`) as an :class:`ActionSource`."""
 
     source = "scripted"
 
     def __init__(self, env: Any) -> None:
         """Raises ValueError if the env's actions are not ``ee_delta`` (the experts act in tool space)."""
-        from robot_rl.sim.experts import make_expert
+        from robot_rl.envs.experts import make_expert
 
         self._expert = make_expert(env)
 
@@ -60,29 +60,6 @@ class ScriptedSource:
 
     def act(self, observation: Observation) -> np.ndarray:
         return self._expert.act(observation)
-
-
-@dataclass(frozen=True)
-class EpisodeOutcome:
-    """What happened in one recorded episode."""
-
-    seed: int
-    steps: int
-    success: bool  # the env's ``is_success`` after the last step
-    total_reward: float
-    kept: bool  # written to the store (False: dropped by ``successful_only``, or no steps)
-
-
-@dataclass(frozen=True)
-class RecordingSummary:
-    episodes_run: int
-    episodes_recorded: int
-    successes: int  # among the episodes run
-    first_seed: int
-
-    def to_json(self) -> dict[str, int]:
-        return {"episodes_run": self.episodes_run, "episodes_recorded": self.episodes_recorded,
-                "successes": self.successes, "first_seed": self.first_seed}
 
 
 def recording_attrs(env: Any) -> dict[str, Any]:
@@ -107,73 +84,3 @@ def open_recording_store(path: str | os.PathLike[str], env: Any) -> EpisodeStore
         store.close()
         raise
     return store
-
-
-class EpisodeRecorder:
-    """Runs an :class:`ActionSource` in ``env`` and appends its episodes to ``store``.
-
-    Each episode is reset with its own seed (stored with it), its steps are the observation
-    before each action, the action as executed (clipped to the action space), reward and
-    ``terminated``; the observation after the last action is its final observation, and its
-    success is the env's ``info["is_success"]`` after the last step. ``successful_only`` drops
-    failed episodes instead of recording them with ``success=False``.
-    """
-
-    def __init__(self, env: Any, store: EpisodeStore, source: ActionSource, successful_only: bool = False) -> None:
-        if source.source not in SOURCES:
-            raise ValueError(f"action source name {source.source!r} is not one of {sorted(SOURCES)}")
-        check_spec(store, env)
-        self.env = env
-        self.store = store
-        self.source = source
-        self.successful_only = successful_only
-        self.task = env.unwrapped.config.task.name
-        self._low, self._high = env.action_space.low, env.action_space.high
-
-    def record_episode(self, seed: int) -> EpisodeOutcome:
-        """Run one episode from ``env.reset(seed=seed)`` and queue it for the store (unless dropped)."""
-        observation, info = self.env.reset(seed=seed)
-        self.source.reset()
-        steps, total_reward, done = 0, 0.0, False
-        try:
-            while not done:
-                action = self.source.act(observation)
-                if action is None:
-                    break
-                action = np.clip(np.asarray(action, dtype=np.float32), self._low, self._high)
-                next_observation, reward, terminated, truncated, info = self.env.step(action)
-                self.store.append_step({**observation, "action": action, "reward": reward, "terminated": terminated})
-                observation, steps, done = next_observation, steps + 1, terminated or truncated
-                total_reward += float(reward)
-        except BaseException:
-            self.store.discard_episode()  # never glue a broken episode's steps onto the next one
-            raise
-        success = bool(info.get("is_success", False))
-        kept = steps > 0 and (success or not self.successful_only)
-        if kept:
-            self.store.end_episode(observation, success, source=self.source.source, seed=seed, task=self.task)
-        else:
-            self.store.discard_episode()
-        return EpisodeOutcome(seed, steps, success, total_reward, kept)
-
-    def record(self, episodes: int, first_seed: int | None = None,
-               progress: Callable[[EpisodeOutcome], None] | None = None) -> RecordingSummary:
-        """Run ``episodes`` episodes with seeds ``first_seed, first_seed + 1, ...`` and wait
-        until every kept one is committed.
-
-        ``first_seed`` defaults to one past the largest seed already in the store (0 for a new
-        store), so appending to a dataset records new scenes. ``progress`` is called after
-        every episode.
-        """
-        if first_seed is None:
-            seeds = self.store.episodes["seed"]
-            first_seed = int(seeds.max()) + 1 if len(seeds) else 0
-        recorded = successes = 0
-        for seed in range(first_seed, first_seed + episodes):
-            outcome = self.record_episode(seed)
-            recorded += outcome.kept
-            successes += outcome.success
-            if progress is not None:
-                progress(outcome)
-        self.store.flush()
-        return RecordingSummary(episodes, recorded, successes, first_seed)

@@ -14,14 +14,15 @@ or the episode's final observation when the episode ends within ``n`` steps, and
 ``discount = γ^{n'} · (1 − terminated)`` where ``terminated`` is that of the window's last step.
 A batch made with ``one_step=True`` also carries the 1-step fields (``reward_1``, ``next_obs_1``,
 ``discount_1``) of the same transitions, for learners that regress on both (DDPGfD).
-``MixtureSampler`` fills one batch from several buffers with fixed per-source counts.
+:mod:`robot_rl.data.samplers` draws the learner's minibatches from these buffers (uniform,
+prioritised, or a mixture of several at fixed per-source counts).
 
-Neither class is thread-safe: add and sample from one thread (the training loop).
+Not thread-safe: add and sample from one thread (the training loop).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from math import prod
 
@@ -33,9 +34,8 @@ from robot_rl.data.store import (
     EpisodeStore,
     FeatureSpec,
     episode_blocks,
+    transition_specs,
 )
-
-REQUIRED_SPECS = {"reward": FeatureSpec("float32", ()), "terminated": FeatureSpec("bool", ())}
 
 
 @dataclass
@@ -72,12 +72,22 @@ class Batch:
         return len(self.reward)
 
     def to(self, device: str | torch.device, non_blocking: bool = True) -> Batch:
-        def move(value: torch.Tensor | dict[str, torch.Tensor] | None) -> torch.Tensor | dict[str, torch.Tensor] | None:
-            if isinstance(value, dict):
-                return {k: v.to(device, non_blocking=non_blocking) for k, v in value.items()}
-            return None if value is None else value.to(device, non_blocking=non_blocking)
+        return self._map(lambda tensor: tensor.to(device, non_blocking=non_blocking))
 
-        return Batch(**{f.name: move(getattr(self, f.name)) for f in fields(self) if f.name != "_arrays"})
+    def rows(self, rows: slice) -> Batch:
+        """Rows ``rows`` of every field, as views (e.g. the rows one mixture source produced)."""
+        return self._map(lambda tensor: tensor[rows])
+
+    def _map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> Batch:
+        """A batch of ``fn`` applied to every tensor (``None`` fields stay ``None``)."""
+        Field = torch.Tensor | dict[str, torch.Tensor] | None
+
+        def apply(value: Field) -> Field:
+            if isinstance(value, dict):
+                return {k: fn(v) for k, v in value.items()}
+            return None if value is None else fn(value)
+
+        return Batch(**{f.name: apply(getattr(self, f.name)) for f in fields(self) if f.name != "_arrays"})
 
 
 class _Layout:
@@ -148,7 +158,7 @@ class ReplayBuffer:
         missing = [key for key in (*self.obs_keys, *TRANSITION_FEATURES) if key not in features]
         if missing:
             raise ValueError(f"ReplayBuffer needs features {missing} (have {sorted(features)})")
-        for name, want in {**REQUIRED_SPECS, "action": FeatureSpec("float32", features["action"].shape)}.items():
+        for name, want in transition_specs(features["action"].shape).items():
             have = features[name]
             if (have.dtype, have.shape) != (want.dtype, want.shape):
                 raise ValueError(f"feature {name!r} must be {want.dtype} with shape {want.shape}, "
@@ -341,75 +351,6 @@ class ReplayBuffer:
             next_rows = arrays[f"next_obs{suffix}/{key}"][rows]
             np.take(ring, there, axis=0, out=next_rows, mode="clip")
             next_rows[at_end] = self._final_separate[key][final_slot]
-
-
-class MixtureSampler:
-    """Batches drawn from several buffers with fixed per-source counts.
-
-    For batch size ``B`` and normalised weights ``w``, source ``i`` gets ``floor(B · w_i)`` rows;
-    the rows left over by rounding go to the sources with the largest fractional parts, ties
-    taken in an order that rotates by one source each time this happens (round-robin). The
-    counts therefore always sum to ``B``, are exact when ``B · w_i`` are integers (256 at
-    0.5/0.5 → 128 + 128) and are the same sequence in every run. An empty source is an error unless ``skip_empty``, which
-    spreads its share over the others. Rows are ordered by source; all buffers must share obs
-    keys, dtypes and shapes.
-    """
-
-    def __init__(self, sources: Sequence[tuple[ReplayBuffer, float]], skip_empty: bool = False,
-                 names: Sequence[str] | None = None) -> None:
-        if not sources:
-            raise ValueError("MixtureSampler needs at least one (buffer, weight) source")
-        self.buffers = [buffer for buffer, _ in sources]
-        self.weights = np.array([float(weight) for _, weight in sources])
-        self.names = list(names) if names is not None else [f"source {i}" for i in range(len(sources))]
-        if len(self.names) != len(sources):
-            raise ValueError(f"{len(self.names)} names for {len(sources)} sources")
-        if not np.all(np.isfinite(self.weights)) or np.any(self.weights <= 0):
-            raise ValueError(f"mixture weights must be positive and finite, got {self.weights.tolist()}")
-        first = self.buffers[0]
-        for name, buffer in zip(self.names[1:], self.buffers[1:]):
-            if buffer.obs_keys != first.obs_keys or buffer.specs != first.specs:
-                raise ValueError(f"{name}: features differ from {self.names[0]}'s "
-                                 f"({buffer.specs} vs {first.specs})")
-        self.skip_empty = skip_empty
-        self._turn = 0
-
-    def counts(self, batch_size: int) -> np.ndarray:
-        """Rows per source for the next batch (advances the round-robin turn when rounding left
-        rows over)."""
-        active = np.array([len(buffer) > 0 for buffer in self.buffers])
-        if not active.all():
-            empty = [name for name, ok in zip(self.names, active) if not ok]
-            if not self.skip_empty:
-                raise ValueError(f"cannot sample: {', '.join(empty)} is empty (pass skip_empty=True to skip)")
-            if not active.any():
-                raise ValueError("cannot sample: every source is empty")
-        weights = np.where(active, self.weights, 0.0)
-        exact = batch_size * weights / weights.sum()
-        counts = np.floor(exact + 1e-9).astype(np.int64)
-        fraction = np.round(exact - counts, 9)
-        leftover = batch_size - int(counts.sum())
-        if leftover:
-            order = np.roll(np.flatnonzero(active), -self._turn)  # round-robin tie order
-            ranked = order[np.argsort(-fraction[order], kind="stable")]
-            counts[ranked[:leftover]] += 1
-            self._turn += 1
-        return counts
-
-    def sample(self, batch_size: int, rng: np.random.Generator, n_step: int = 1, gamma: float = 0.99,
-               out: Batch | None = None) -> Batch:
-        """One batch with :meth:`counts` rows from each source, in source order."""
-        counts = self.counts(batch_size)
-        batch = self.buffers[0].empty_batch(batch_size) if out is None else out
-        if len(batch) != batch_size:
-            raise ValueError(f"out holds {len(batch)} transitions, batch_size is {batch_size}")
-        start = 0
-        for buffer, count in zip(self.buffers, counts.tolist()):
-            if count:
-                buffer.fill(batch, start, count, rng, n_step, gamma)
-            start += count
-        device = self.buffers[0].device
-        return batch if device.type == "cpu" else batch.to(device)
 
 
 def _write_ring(ring: np.ndarray, first: int, values: np.ndarray) -> None:

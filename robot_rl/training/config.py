@@ -30,10 +30,16 @@ class LoopConfig:
     seeds: tuple[int, ...] = (0,)
     torch_threads: int = 0  # 0: let torch decide
     progress: bool = True
+    # A real arm that raises a RobotError (stale state, safety stop): how long to keep retrying
+    # its reset (with backoff) before the run stops with an error naming this key.
+    robot_recovery_timeout: float = 300.0  # seconds
 
     def __post_init__(self) -> None:
         if not self.seeds:
             raise ConfigError("train.seeds: needs at least one seed")
+        if not 0.0 < self.robot_recovery_timeout < float("inf"):
+            raise ConfigError(f"train.robot_recovery_timeout: must be a positive number of seconds, "
+                              f"got {self.robot_recovery_timeout}")
         for name in ("total_steps", "eval_every", "eval_episodes", "checkpoint_every", "replay_capacity"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"train.{name}: must be >= 1, got {getattr(self, name)}")

@@ -1,4 +1,5 @@
-"""Run logs: one CSV per stream (``episodes``, ``eval``, ``updates``, ``offline``) plus TensorBoard.
+"""Run logs: one CSV per stream (``episodes``, ``eval``, ``updates``, ``offline``,
+``robot_events``) plus TensorBoard (numeric columns).
 
 CSV files are appended row by row and flushed, so a killed run keeps its logs; on resume,
 rows beyond the resumed point are dropped so curves never double back. Online streams are
@@ -8,6 +9,7 @@ indexed by ``env_step``; the offline pre-training stream by gradient ``update``.
 from __future__ import annotations
 
 import csv
+import numbers
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -64,7 +66,8 @@ class RunLogger:
         self._files[stream].flush()
         if self._tensorboard is not None:
             for key, value in values.items():
-                self._tensorboard.add_scalar(f"{stream}/{key}", value, step)
+                if isinstance(value, numbers.Real):  # text columns (e.g. robot events) are CSV-only
+                    self._tensorboard.add_scalar(f"{stream}/{key}", value, step)
 
     def close(self) -> None:
         for f in self._files.values():

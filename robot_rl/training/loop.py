@@ -11,19 +11,37 @@ checkpoint says what the learner knew. On ``--resume`` every committed episode i
 the RAM tier, the learner restarts from its last checkpoint and the step counter continues from
 the store, so at most the episode in flight at the crash is lost.
 
-Demonstrations (``demos.paths``) are loaded into their own RAM buffer and used in one of two ways:
-mixed into every minibatch at ``demos.ratio`` (RLPD, AWAC, SAC), or, for DDPGfD, pinned inside
-one prioritised buffer with the online data. ``demos.offline_steps`` gradient steps on the
+The loop talks to the learner and the data only through small interfaces, and never asks
+which learner it runs: episodes are :func:`~robot_rl.training.rollout.run_episode` of an action
+source (the exploration policy), minibatches come from a :class:`~robot_rl.data.Sampler` built
+from what the learner declares (``agent.data_needs``, see :mod:`robot_rl.training.sampling`),
+and ``agent.update(batch)`` returns metrics plus optional TD errors, which go back to the
+sampler as feedback.
+
+Demonstrations (``demos.paths``) are loaded into their own RAM buffer and used as the learner
+declares: mixed into every minibatch at ``demos.ratio`` (RLPD, AWAC, SAC), or pinned inside one
+prioritised buffer with the online data (DDPGfD). ``demos.offline_steps`` gradient steps on the
 demonstrations alone run before the first environment step; that phase checkpoints and resumes
 like the online one, and the same agent and optimisers carry on online.
+
+Host syncs: learner metrics stay on the device, summed there, and are read once per logging
+interval, where they are also checked for NaN/inf; they (and the weights) are checked again
+before every checkpoint, so a diverged learner never overwrites the last good checkpoint.
+
+A real arm that raises a :class:`~robot_rl.robot.RobotError` (stale state, safety stop) does not
+end the run: the episode in flight is dropped from the store, the event is logged (console and
+``logs/robot_events.csv``), resets are retried with backoff for up to
+``train.robot_recovery_timeout`` seconds, and training goes on. ``env_steps`` counts the steps
+taken, dropped ones included; a resumed run restarts it from the store's count.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import random
+import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,20 +54,30 @@ from tqdm import tqdm
 
 from robot_rl.agents import OffPolicyAgent, make_agent
 from robot_rl.config import to_dict
-from robot_rl.data import (
-    EpisodeStore,
-    MixtureSampler,
-    ReplayBuffer,
-    features_from_spaces,
-)
+from robot_rl.data import ReplayBuffer, Sampler, features_from_spaces
+from robot_rl.data.recorder import Observation, open_recording_store
+from robot_rl.data.samplers import NonFiniteFeedback
 from robot_rl.envs import make_arm_env
+from robot_rl.robot import Robot
 from robot_rl.training.checkpoint import load_checkpoint, save_checkpoint
 from robot_rl.training.config import TrainConfig
 from robot_rl.training.logging import RunLogger
+from robot_rl.training.metrics import MetricMeans
+from robot_rl.training.rollout import (
+    EVAL_SEED_OFFSET,
+    RobotEvent,
+    RobotRecovery,
+    RobotUnavailableError,
+    episode_summary,
+    evaluate,
+    run_episode,
+)
+from robot_rl.training.sampling import make_replay_setup
 
 log = logging.getLogger(__name__)
 
-EVAL_SEED_OFFSET = 10_000_000  # evaluation episodes use seeds disjoint from training episodes
+__all__ = ["EVAL_SEED_OFFSET", "RunDirError", "Trainer", "TrainingDiverged", "episode_summary", "evaluate",
+           "make_env", "train"]
 
 
 class TrainingDiverged(RuntimeError):
@@ -69,8 +97,9 @@ class Counters:
     offline_updates: int = 0
 
 
-def make_env(config: TrainConfig) -> gym.Env:
-    return make_arm_env(config.env.task.name, config=config.env)
+def make_env(config: TrainConfig, robot: Robot | None = None) -> gym.Env:
+    """The run's env; ``robot``: a ready arm instead of the one ``config.env.robot`` describes."""
+    return make_arm_env(config.env.task.name, config=config.env, robot=robot)
 
 
 def next_multiple(step: int, every: int) -> int:
@@ -84,29 +113,35 @@ def episode_seed(run_seed: int, episode: int) -> int:
     return (run_seed * 1_000_003 + episode) % (2**31)
 
 
-def evaluate(env: gym.Env, agent: OffPolicyAgent, episodes: int, seed: int = EVAL_SEED_OFFSET) -> dict[str, Any]:
-    """Run ``episodes`` deterministic-policy episodes with seeds ``seed, seed+1, ...``."""
-    returns, successes = [], []
-    for i in range(episodes):
-        obs, _ = env.reset(seed=seed + i)
-        total, done, info = 0.0, False, {}
-        while not done:
-            obs, reward, terminated, truncated, info = env.step(agent.act(obs, deterministic=True))
-            total += float(reward)
-            done = terminated or truncated
-        returns.append(total)
-        successes.append(bool(info.get("is_success", False)))
-    return episode_summary(returns, successes)
+class ExplorationPolicy:
+    """The training run's action source: uniformly random actions for the first
+    ``warmup_steps`` env steps of the run, then the agent's exploration policy. A non-finite
+    action (the learner diverged since its metrics were last read) raises ``diverged(what)``
+    instead of reaching the arm."""
 
+    source = "policy"
 
-def episode_summary(returns: list[float], successes: list[bool]) -> dict[str, Any]:
-    """Success rate, mean and std of the return, and the number of episodes (the eval JSON)."""
-    return {"success_rate": float(np.mean(successes)), "return_mean": float(np.mean(returns)),
-            "return_std": float(np.std(returns)), "episodes": len(returns)}
+    def __init__(self, agent: OffPolicyAgent, action_shape: tuple[int, ...], rng: np.random.Generator,
+                 warmup_steps: int, env_steps: Callable[[], int], diverged: Callable[[str], Exception]) -> None:
+        self.agent, self.action_shape, self.rng = agent, action_shape, rng
+        self.warmup_steps, self.env_steps, self.diverged = warmup_steps, env_steps, diverged
+
+    def reset(self) -> None:
+        """The policy keeps no per-episode state."""
+
+    def act(self, observation: Observation) -> np.ndarray:
+        if self.env_steps() < self.warmup_steps:
+            return self.rng.uniform(-1.0, 1.0, size=self.action_shape).astype(np.float32)
+        action = self.agent.act(observation)
+        if not np.all(np.isfinite(action)):  # already on the host: checking costs nothing
+            raise self.diverged(f"action {action} from the learner")
+        return action
 
 
 class Trainer:
-    def __init__(self, config: TrainConfig, seed_dir: Path, seed: int, resume: bool = False) -> None:
+    def __init__(self, config: TrainConfig, seed_dir: Path, seed: int, resume: bool = False,
+                 robot: Robot | None = None) -> None:
+        """``robot``: a ready arm for the training episodes (default: built from the config)."""
         self.config, self.seed_dir, self.seed = config, seed_dir, seed
         self.checkpoint_path = seed_dir / "checkpoints" / "last.pt"
         store_path = seed_dir / "replay.zarr"
@@ -114,21 +149,22 @@ class Trainer:
             raise RunDirError(f"{seed_dir} already holds a run; pass --resume to continue it or choose another --run-dir")
         if config.train.torch_threads > 0:
             torch.set_num_threads(config.train.torch_threads)
-        self.env = make_env(config)
+        self.env = make_env(config, robot)
         self.eval_env = make_env(config)
-        features = features_from_spaces(self.env.observation_space, self.env.action_space)
-        obs_keys = list(self.env.observation_space.spaces)
-        attrs = {"control_hz": config.env.control.control_hz, "task": config.env.task.name,
-                 "env": to_dict(config.env), "robot": self.env.unwrapped.robot.spec.name}
-        self.store = EpisodeStore.open_or_create(store_path, features, obs_keys, attrs)
+        self.store = open_recording_store(store_path, self.env)
         self.demos = self._load_demos() if config.demos.paths else None
-        self.replay = self._make_replay(features, obs_keys)
-        self.sampler = self._make_sampler()
-        self.agent = make_agent(self.env.observation_space, self.env.action_space, config.agent)
-        self.counters = Counters(next_eval=config.train.eval_every, next_checkpoint=config.train.checkpoint_every)
+        # Seed before the learner exists: its initial weights come from torch's global generator,
+        # which torch seeds differently in every process.
         self.rng = np.random.default_rng(seed)
         torch.manual_seed(seed)
         random.seed(seed)
+        self.agent = make_agent(self.env.observation_space, self.env.action_space, config.agent)
+        self.data = make_replay_setup(self.agent.data_needs, self._online_replay(), self.demos, config)
+        self.counters = Counters(next_eval=config.train.eval_every, next_checkpoint=config.train.checkpoint_every)
+        self.policy = ExplorationPolicy(self.agent, self.env.action_space.shape, self.rng, config.train.warmup_steps,
+                                        lambda: self.counters.env_steps, self._diverged)
+        self.recovery = RobotRecovery(config.train.robot_recovery_timeout, report=self._robot_event)
+        self._robot_down_since: float | None = None  # when the arm broke off the first of consecutive episodes
         if resume and self.checkpoint_path.exists():
             self._restore(load_checkpoint(self.checkpoint_path))
         # The store is the truth about how much experience exists.
@@ -139,7 +175,7 @@ class Trainer:
         self._recent: deque[tuple[float, bool]] = deque(maxlen=20)  # progress-bar statistics
         self._last_eval: dict[str, Any] = {}
         self._last_eval_step = -1
-        self._metrics: dict[str, list[float]] = {}
+        self._metrics = MetricMeans()
 
     # ------------------------------------------------------------------ data
     def _load_demos(self) -> ReplayBuffer:
@@ -148,32 +184,13 @@ class Trainer:
         return load_demonstrations([Path(p) for p in self.config.demos.paths], self.env,
                                    rename=self.config.demos.rename or None)
 
-    @property
-    def prioritized(self) -> bool:
-        return self.config.agent.algo == "ddpgfd"
-
-    def _make_replay(self, features, obs_keys) -> ReplayBuffer:
-        """The RAM tier of online experience, refilled from the store on resume. DDPGfD keeps the
-        demonstrations pinned inside the same prioritised buffer instead of a separate one."""
+    def _online_replay(self) -> ReplayBuffer:
+        """The RAM tier of online experience, refilled from the store on resume."""
         capacity = self.config.train.replay_capacity
-        online = (ReplayBuffer.from_store(self.store, capacity=capacity) if self.store.n_episodes
-                  else ReplayBuffer(features, obs_keys, capacity))
-        if self.prioritized:
-            from robot_rl.data.prioritized import PrioritizedReplayBuffer
-
-            return PrioritizedReplayBuffer.from_config(online, self.demos, self.config.agent)
-        return online
-
-    def _make_sampler(self):
-        """Where minibatches come from: online replay, mixed with demonstrations at a fixed ratio."""
-        if self.demos is None or self.prioritized:
-            return self.replay
-        ratio = self.config.demos.ratio
-        return MixtureSampler([(self.replay, 1.0 - ratio), (self.demos, ratio)], skip_empty=True,
-                              names=["online replay", "demonstrations"])
-
-    def _available(self) -> int:
-        return len(self.replay) + (len(self.demos) if self.demos is not None and not self.prioritized else 0)
+        if self.store.n_episodes:
+            return ReplayBuffer.from_store(self.store, capacity=capacity)
+        features = features_from_spaces(self.env.observation_space, self.env.action_space)
+        return ReplayBuffer(features, list(self.env.observation_space.spaces), capacity)
 
     # ------------------------------------------------------------------ checkpoints
     def _payload(self) -> dict[str, Any]:
@@ -186,7 +203,7 @@ class Trainer:
             "store_generation": self.store.generation,
             "rng": {"numpy": self.rng.bit_generator.state, "torch": torch.get_rng_state(),
                     "python": list(random.getstate()[1])},
-            **({"replay_priorities": self.replay.state_dict()} if self.prioritized else {}),
+            "sampler": self.data.sampler.state_dict(),
         }
 
     def _restore(self, payload: dict[str, Any]) -> None:
@@ -195,15 +212,27 @@ class Trainer:
         self.rng.bit_generator.state = payload["rng"]["numpy"]
         torch.set_rng_state(payload["rng"]["torch"])
         random.setstate((3, tuple(payload["rng"]["python"]), None))
-        if self.prioritized and "replay_priorities" in payload:
+        state = payload.get("sampler", payload.get("replay_priorities"))  # the latter: older checkpoints
+        if state:
             try:
-                self.replay.load_state_dict(payload["replay_priorities"])
+                self.data.sampler.load_state_dict(state)
             except ValueError as exc:  # e.g. a changed replay capacity: start from uniform priorities
-                log.warning("prioritised replay: priorities not restored (%s); starting from uniform ones", exc)
+                log.warning("sampler state not restored (%s); starting from a fresh sampler", exc)
 
     def save(self) -> Path:
+        """Checkpoint, after checking that no metric since the last log and no weight is NaN/inf."""
+        finite, means = self._metrics.all_finite()
+        if not finite:
+            raise self._diverged(f"learner metrics {means}")
+        if not _all_finite(self.agent.state_dict()):
+            raise self._diverged("learner weights")
         self.store.flush()  # the checkpoint never refers to experience that is not committed
         return save_checkpoint(self.checkpoint_path, self._payload())
+
+    def _diverged(self, what: str) -> TrainingDiverged:
+        return TrainingDiverged(
+            f"non-finite {what} at env step {self.counters.env_steps} (update {self.agent.updates}); "
+            f"the last good checkpoint is {self.checkpoint_path}")
 
     # ------------------------------------------------------------------ loop
     def run(self) -> dict[str, Any]:
@@ -230,31 +259,52 @@ class Trainer:
             self.eval_env.close()
 
     def _run_episode(self, bar: tqdm) -> None:
-        cfg, counters = self.config.train, self.counters
+        counters = self.counters
         seed = episode_seed(self.seed, counters.episodes)
-        obs, _ = self.env.reset(seed=seed)
-        total, done, info = 0.0, False, {}
-        while not done:
-            if counters.env_steps < cfg.warmup_steps:
-                action = self.rng.uniform(-1.0, 1.0, size=self.env.action_space.shape).astype(np.float32)
-            else:
-                action = self.agent.act(obs)
-            next_obs, reward, terminated, truncated, info = self.env.step(action)
-            self.store.append_step({**obs, "action": action, "reward": reward, "terminated": terminated})
-            obs, total, done = next_obs, total + float(reward), terminated or truncated
-            counters.env_steps += 1
-            bar.update(1)
-            if counters.env_steps >= cfg.warmup_steps and self._available() >= self.config.agent.batch_size:
-                self._learn()
-        success = bool(info.get("is_success", False))
-        episode = self.store.end_episode(obs, success, source="policy", seed=seed)
-        self.replay.add_episode(episode.steps, episode.final_obs)  # online data: never a demonstration
+        rollout = run_episode(self.env, self.policy, seed, store=self.store, on_step=lambda info: self._after_step(bar),
+                              recovery=self.recovery)
+        if rollout.robot_error is not None:  # dropped and reported; the next episode retries this seed
+            self._check_robot_downtime(rollout.robot_error)
+            return
+        self._robot_down_since = None
+        episode = self.store.end_episode(rollout.final_obs, rollout.success, source=self.policy.source, seed=seed)
+        self.data.online.add_episode(episode.steps, episode.final_obs)  # online data: never a demonstration
         counters.episodes += 1
+        total, success = rollout.total_reward, rollout.success
         self._recent.append((total, success))
         self.logger.log("episodes", counters.env_steps, {"return": total, "success": float(success),
                                                          "length": episode.length, "episode": counters.episodes})
         bar.set_postfix(success=f"{np.mean([s for _, s in self._recent]):.2f}",
                         ret=f"{np.mean([r for r, _ in self._recent]):.1f}", refresh=False)
+
+    def _after_step(self, bar: tqdm) -> None:
+        self.counters.env_steps += 1
+        bar.update(1)
+        if self.counters.env_steps >= self.config.train.warmup_steps and \
+                self.data.sampler.ready(self.config.agent.batch_size):
+            self._learn()
+
+    def _robot_event(self, event: RobotEvent) -> None:
+        """Console and ``logs/robot_events.csv``: every RobotError a rollout met."""
+        if event.phase == "step":
+            what = "episode dropped, waiting for the arm"
+        else:
+            what = f"reset attempt {event.attempt} failed, {event.waited:.1f} s since the first failed reset"
+        message = (f"[seed {self.seed}] robot error at env step {self.counters.env_steps} "
+                   f"({type(event.error).__name__}: {event.error}): {what}")
+        log.warning(message)
+        tqdm.write(message)
+        self.logger.log("robot_events", self.counters.env_steps, {"episode": self.counters.episodes, **event.row()})
+
+    def _check_robot_downtime(self, error: Exception) -> None:
+        """Episodes the arm keeps breaking off count against the same recovery timeout as resets."""
+        now = time.monotonic()
+        if self._robot_down_since is None:
+            self._robot_down_since = now
+        elif now - self._robot_down_since > self.recovery.timeout:
+            raise RobotUnavailableError(
+                f"the robot broke off every episode for more than train.robot_recovery_timeout = "
+                f"{self.recovery.timeout:g} s (last: {type(error).__name__}: {error})") from error
 
     def _pretrain_offline(self) -> None:
         """``demos.offline_steps`` updates on demonstrations alone (resumable), then evaluate."""
@@ -263,11 +313,11 @@ class Trainer:
             return
         bar = tqdm(total=total, initial=self.counters.offline_updates, desc=f"seed {self.seed} offline",
                    unit="update", disable=not self.config.train.progress, dynamic_ncols=True)
-        source = self.replay if self.prioritized else self.demos
+        sampler = self.data.offline_sampler
         every = self.config.train.checkpoint_every
         with bar:
             while self.counters.offline_updates < total:
-                self._update(source)
+                self._update(sampler)
                 self.counters.offline_updates += 1
                 bar.update(1)
                 if self.counters.offline_updates % every == 0 or self.counters.offline_updates == total:
@@ -275,41 +325,59 @@ class Trainer:
                     self.save()
             self._evaluate(bar)
 
-    def _update(self, source) -> None:
-        """One gradient step on a minibatch from ``source``; NaN/inf stops the run."""
-        agent_cfg = self.config.agent
-        batch = source.sample(agent_cfg.batch_size, self.rng, agent_cfg.n_step, agent_cfg.gamma)
-        metrics = self.agent.update(batch)
-        if not all(math.isfinite(v) for v in metrics.values()):
-            raise TrainingDiverged(
-                f"non-finite learner metrics {metrics} at env step {self.counters.env_steps} "
-                f"(update {self.agent.updates}); the last good checkpoint is {self.checkpoint_path}")
-        if self.prioritized:
-            source.update_priorities(batch.indices, self.agent.td_errors)
-        for key, value in metrics.items():
-            self._metrics.setdefault(key, []).append(value)
+    def _update(self, sampler: Sampler) -> None:
+        """One gradient step on a minibatch from ``sampler``, and its feedback (no host sync
+        unless the sampler needs the TD errors; metrics are checked when they are read)."""
+        batch = sampler.sample(self.config.agent.batch_size, self.rng)
+        result = self.agent.update(batch)
+        try:
+            sampler.feedback(batch, result.td_errors)
+        except NonFiniteFeedback as exc:
+            raise self._diverged(f"TD errors ({exc})") from exc
+        self._metrics.add(result.metrics)
 
     def _learn(self) -> None:
         for _ in range(self.config.agent.utd_ratio):
-            self._update(self.sampler)
+            self._update(self.data.sampler)
         if self.counters.env_steps % 100 == 0 and self._metrics:
             self.logger.log("updates", self.counters.env_steps,
                             self._take_metric_means() | {"updates": self.agent.updates})
 
     def _take_metric_means(self) -> dict[str, float]:
-        """Mean of every learner metric since the last call, and start accumulating afresh."""
-        means = {k: float(np.mean(v)) for k, v in self._metrics.items()}
-        self._metrics.clear()
+        """Mean of every learner metric since the last call (one device-to-host transfer), and
+        start accumulating afresh; NaN/inf stops the run."""
+        means = self._metrics.take()
+        if not all(np.isfinite(list(means.values()))):
+            raise self._diverged(f"learner metrics {means}")
         return means
 
     def _evaluate(self, bar: tqdm) -> dict[str, Any]:
-        result = evaluate(self.eval_env, self.agent, self.config.train.eval_episodes)
+        result = evaluate(self.eval_env, self.agent, self.config.train.eval_episodes, EVAL_SEED_OFFSET)
         self.logger.log("eval", self.counters.env_steps, {k: v for k, v in result.items() if k != "episodes"})
         bar.write(f"[seed {self.seed}] step {self.counters.env_steps}: eval success {result['success_rate']:.2f}, "
                   f"return {result['return_mean']:.2f} ± {result['return_std']:.2f}")
         self.counters.next_eval = next_multiple(self.counters.env_steps, self.config.train.eval_every)
         self._last_eval, self._last_eval_step = result, self.counters.env_steps
         return result
+
+
+def _all_finite(state: Any) -> bool:
+    """Whether every floating-point tensor in a (nested) state dict is finite (one host sync)."""
+    flags: list[torch.Tensor] = []
+
+    def visit(value: Any) -> None:
+        if isinstance(value, torch.Tensor):
+            if value.is_floating_point():
+                flags.append(torch.isfinite(value).all())
+        elif isinstance(value, dict):
+            for item in value.values():
+                visit(item)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                visit(item)
+
+    visit(state)
+    return not flags or bool(torch.stack(flags).all())
 
 
 def train(config: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]:

@@ -1,0 +1,105 @@
+"""Record episodes of an action source (scripted expert, teleoperation, policy) into a store.
+
+:class:`EpisodeRecorder` runs an :class:`~robot_rl.data.recorder.ActionSource` in an env with
+:func:`~robot_rl.training.rollout.run_episode` (the rollout training and evaluation use too)
+and writes every episode to an :class:`~robot_rl.data.EpisodeStore`, which makes recording
+crash-safe (a crash loses at most the episode in flight) and lets a recording append to an
+existing dataset::
+
+    env = make_arm_env("reach")
+    with open_recording_store("demos.zarr", env) as store:
+        EpisodeRecorder(env, store, ScriptedSource(env)).record(episodes=20)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from robot_rl.data import SOURCES, EpisodeStore
+from robot_rl.data.compat import check_spec
+from robot_rl.data.recorder import ActionSource
+from robot_rl.training.rollout import RobotRecovery, run_episode
+
+
+@dataclass(frozen=True)
+class EpisodeOutcome:
+    """What happened in one recorded episode."""
+
+    seed: int
+    steps: int
+    success: bool  # the env's ``is_success`` after the last step
+    total_reward: float
+    kept: bool  # written to the store (False: dropped by ``successful_only``, no steps, or the arm broke it off)
+
+
+@dataclass(frozen=True)
+class RecordingSummary:
+    episodes_run: int
+    episodes_recorded: int
+    successes: int  # among the episodes run
+    first_seed: int
+
+    def to_json(self) -> dict[str, int]:
+        return {"episodes_run": self.episodes_run, "episodes_recorded": self.episodes_recorded,
+                "successes": self.successes, "first_seed": self.first_seed}
+
+
+class EpisodeRecorder:
+    """Runs an :class:`ActionSource` in ``env`` and appends its episodes to ``store``.
+
+    Each episode is reset with its own seed (stored with it), its steps are the observation
+    before each action, the action as executed (clipped to the action space), reward and
+    ``terminated`` (:func:`~robot_rl.training.rollout.transition`); the observation after the
+    last action is its final observation, and its success is the env's ``info["is_success"]``
+    after the last step. ``successful_only`` drops failed episodes instead of recording them
+    with ``success=False``. ``recovery``: how to wait for a real arm that raises a RobotError
+    (an episode it breaks off is dropped); without one the error propagates.
+    """
+
+    def __init__(self, env: Any, store: EpisodeStore, source: ActionSource, successful_only: bool = False,
+                 recovery: RobotRecovery | None = None) -> None:
+        if source.source not in SOURCES:
+            raise ValueError(f"action source name {source.source!r} is not one of {sorted(SOURCES)}")
+        check_spec(store, env)
+        self.env = env
+        self.store = store
+        self.source = source
+        self.successful_only = successful_only
+        self.recovery = recovery
+        self.task = env.unwrapped.config.task.name
+
+    def record_episode(self, seed: int) -> EpisodeOutcome:
+        """Run one episode from ``env.reset(seed=seed)`` and queue it for the store (unless dropped)."""
+        rollout = run_episode(self.env, self.source, seed, store=self.store, recovery=self.recovery)
+        kept = (rollout.robot_error is None and rollout.steps > 0
+                and (rollout.success or not self.successful_only))
+        if kept:
+            self.store.end_episode(rollout.final_obs, rollout.success, source=self.source.source, seed=seed,
+                                   task=self.task)
+        else:
+            self.store.discard_episode()
+        return EpisodeOutcome(seed, rollout.steps, rollout.success, rollout.total_reward, kept)
+
+    def record(self, episodes: int, first_seed: int | None = None,
+               progress: Callable[[EpisodeOutcome], None] | None = None) -> RecordingSummary:
+        """Run ``episodes`` episodes with seeds ``first_seed, first_seed + 1, ...`` and wait
+        until every kept one is committed.
+
+        ``first_seed`` defaults to one past the largest seed already in the store (0 for a new
+        store), so appending to a dataset records new scenes. ``progress`` is called after
+        every episode.
+        """
+        if first_seed is None:
+            seeds = self.store.episodes["seed"]
+            first_seed = int(seeds.max()) + 1 if len(seeds) else 0
+        recorded = successes = 0
+        for seed in range(first_seed, first_seed + episodes):
+            outcome = self.record_episode(seed)
+            recorded += outcome.kept
+            successes += outcome.success
+            if progress is not None:
+                progress(outcome)
+        self.store.flush()
+        return RecordingSummary(episodes, recorded, successes, first_seed)
