@@ -10,7 +10,9 @@
   bridge (``gym.make(..., robot="ros2")``);
 * :mod:`.ros2_control_arm`: a real ros2_control arm as a ``Robot``, reached through its own topics,
   described by :mod:`.arm_config` files (``configs/*.yaml``) with :mod:`.kinematics`;
-* :mod:`.node`: assembling and running a bridge (``robot-rl bridge``, ``launch/``).
+* :mod:`.node`: assembling and running a bridge (``robot-rl bridge``, ``launch/``);
+* :mod:`.estop`: who may engage and who may release the e-stop (the local release channel);
+  :mod:`.launch_env`: the DDS exposure (network, interface, domain, SROS2) of launched processes.
 
 Learning code imports nothing of it: the ``TransportConfig`` settings are part of the core's env
 config (:mod:`robot_rl.envs.config`), and ``ros2_arm.make_ros2_arm`` is robot kind ``ros2``

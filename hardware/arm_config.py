@@ -3,9 +3,10 @@
 One YAML file per arm (``hardware/configs/<arm>.yaml``) says which joints the arm has and their
 limits, which kinematic chain computes its tool centre point (TCP), where its joint states are
 published, which controller topic takes its joint targets, how the gripper (if any) is reached,
-and the safety supervisor's limits. :func:`load_arm_config` reads it into a frozen
-:class:`HardwareArmConfig`; an unknown key, a wrong type or an inconsistent value is a
-:class:`~robot_rl.config.ConfigError` naming the key and the file.
+and the safety supervisor's limits (``safety``) with the loosest values they may ever take on this
+arm (``safety_maxima``). :func:`load_arm_config` reads it into a frozen :class:`HardwareArmConfig`;
+an unknown key, a wrong type, a non-finite number or an inconsistent value (e.g. a safety limit
+looser than its maximum) is a :class:`~robot_rl.config.ConfigError` naming the key and the file.
 
 Units: metres, radians, seconds, hertz; quaternions ``(w, x, y, z)``; positions and the
 workspace box are in the base frame of the arm's kinematic chain (see
@@ -15,6 +16,7 @@ workspace box are in the base frame of the arm's kinematic chain (see
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -23,7 +25,7 @@ import numpy as np
 
 from robot_rl.config import ConfigError, from_dict, read_yaml
 from robot_rl.hardware.kinematics import CHAINS, DHChain
-from robot_rl.hardware.safety import SafetyConfig
+from robot_rl.hardware.safety import SafetyConfig, SafetyMaxima
 from robot_rl.robot import RobotSpec
 
 # ROS 2 message types the bridge publishes for each command mode.
@@ -35,8 +37,8 @@ COMMAND_TYPES = {
 
 def _positive(section: str, **values: float) -> None:
     for key, value in values.items():
-        if not value > 0:
-            raise ConfigError(f"{section}{key}: must be positive, got {value}")
+        if not (math.isfinite(value) and value > 0):  # NaN fails both, inf the first
+            raise ConfigError(f"{section}{key}: must be finite and positive, got {value}")
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,8 @@ class HardwareArmConfig:
     gripper: GripperConfig = field(default_factory=GripperConfig)
     control_hz: float = 10.0  # policy rate the arm is set up for
     safety: SafetyConfig = field(default_factory=SafetyConfig)
+    # The loosest limits `safety` (and anything layered over it: bridge --config, --set) may set.
+    safety_maxima: SafetyMaxima = field(default_factory=SafetyMaxima)
 
     def __post_init__(self) -> None:
         n = len(self.joint_names)
@@ -155,12 +159,17 @@ class HardwareArmConfig:
         for key in ("joint_lower", "joint_upper", "joint_velocity_limit", "home"):
             if len(getattr(self, key)) != n:
                 raise ConfigError(f"{key}: expected {n} values (one per joint_names entry), got {len(getattr(self, key))}")
+        for key in ("joint_lower", "joint_upper", "home"):
+            for i, value in enumerate(getattr(self, key)):
+                if not math.isfinite(value):
+                    raise ConfigError(f"{key}[{i}]: must be finite, got {value} ({self.joint_names[i]})")
         for i, (lo, hi) in enumerate(zip(self.joint_lower, self.joint_upper)):
             if not lo < hi:
                 raise ConfigError(f"joint_lower[{i}]: {lo} must be below joint_upper[{i}] = {hi} ({self.joint_names[i]})")
         for i, limit in enumerate(self.joint_velocity_limit):
-            if not limit > 0:
-                raise ConfigError(f"joint_velocity_limit[{i}]: must be positive, got {limit} ({self.joint_names[i]})")
+            if not (math.isfinite(limit) and limit > 0):
+                raise ConfigError(f"joint_velocity_limit[{i}]: must be finite and positive, got {limit} "
+                                  f"({self.joint_names[i]})")
         for i, (lo, q, hi) in enumerate(zip(self.joint_lower, self.home, self.joint_upper)):
             if not lo <= q <= hi:
                 raise ConfigError(f"home[{i}]: {q} is outside the joint limits [{lo}, {hi}] ({self.joint_names[i]})")
@@ -170,6 +179,8 @@ class HardwareArmConfig:
         if chain_joints != n:
             raise ConfigError(f"kinematics: chain {self.kinematics!r} has {chain_joints} joints, joint_names lists {n}")
         _positive("", control_hz=self.control_hz)
+        # A limit can be tightened in the safety section but never loosened past the maxima.
+        self.safety.check_within(self.safety_maxima, self.name)
         # The arm starts every episode at home; a home outside the box would be held by the
         # supervisor from the first tick on.
         tcp, _ = arm_kinematics(self).forward(np.asarray(self.home))

@@ -16,6 +16,26 @@ A tick: apply e-stop/reset/commands → supervisor picks the command → ``robot
 paced to the wall clock; a real arm paces itself (``advance`` waits for its next joint state).
 A tick that raises is logged and counted, the arm is told to hold, and the loop goes on.
 
+Deadlines (``real_time``: the loop paces itself). Tick *k* is due at the loop's start + *k* /
+``state_hz``: the loop sleeps until then (an absolute-deadline sleep; with ``spin`` > 0 the last
+``spin`` s are spun instead) and keeps each tick's lateness (start minus due time) in
+:class:`BridgeStats`. A tick that starts more than half a period late takes the nearest slot and
+the slots before it are skipped (``overruns``, ``ticks_skipped``): ticks are never run back to back
+to catch up (two ticks always start at least half a period apart), so a stall never becomes a burst
+of commands. (The twin's clock advances one tick per tick, so the simulation just runs behind the
+wall clock for that moment.) A tick more than ``hold_after_late_periods`` periods late (5: 10 ms at
+500 Hz) is a deadline miss: the command source is dropped, so the arm holds its measured pose until
+the next command message and no trajectory or twist is continued across the gap; misses are counted
+and reported as ``deadline_missed`` safety events, at most one a second with the count since the
+last. To keep the due times under load: ``realtime_scheduling`` (``robot-rl bridge --realtime``)
+runs the loop thread SCHED_FIFO where permitted (else a nice boost, else as is; logged,
+``BridgeStats.scheduling``) and then puts the camera and parser threads back at normal priority
+(lowered, they would hold the GIL the loop waits for while other processes have their CPU);
+``gc_freeze`` takes the start-up heap out of garbage collection (a full collection holds the GIL
+~20 ms otherwise); ``switch_interval`` bounds how long another thread holding the GIL delays a
+tick; ``loop_cpu`` pins the thread to a CPU. When the arm paces the loop (a real arm; ``real_time``
+off) there is no schedule: a late joint state is the stale-state watchdog's business.
+
 The loop thread does only control. Camera images (simulation) are rendered, JPEG-encoded and
 published by a camera thread of their own at ``image_hz``: when a frame is due, the loop only
 takes a cheap snapshot from the :class:`FrameSource` (the MuJoCo twin copies its integration
@@ -23,33 +43,51 @@ state, ~2 µs) and hands it over; the camera thread renders every camera of the 
 and stamps the images with the tick the snapshot was taken at. If rendering falls behind, older
 snapshots are dropped, never the ticks.
 
-Every command path checks its message at the edge (in the subscription callback): wrong length,
-non-finite values or an unreadable message are refused, counted (``BridgeStats.commands_rejected``)
-and reported as a ``rejected`` safety event at the next tick; nothing refused reaches the inbox,
-and callbacks never raise.
+Every command message is checked at the edge, before it reaches the inbox, by the one validator
+of its type in :mod:`robot_rl.hardware.validation`: size (on the serialised bytes, before anything
+is deserialised), type, length, finiteness and range. A refused message is counted
+(``BridgeStats.commands_rejected``, ``rejected_by_kind``), logged (rate-limited) and reported as a
+``rejected`` safety event at the next tick; the command in force stays in force, and callbacks
+never raise. Command topics are subscribed ``raw`` for that: small messages are deserialised and
+checked on the transport's delivery thread; trajectories (up to 10,000 points, ~0.1-0.3 s to
+deserialise) on a parser thread of the bridge's own, so the delivery thread, which also brings the
+e-stop, is never blocked by them. Arrival order decides which arm command is in force, however
+long each took to check: a trajectory checked late never replaces a command (or a reset) that
+arrived after it.
+
+E-stop authority (:mod:`robot_rl.hardware.estop`): ``true`` on ``robot_rl/estop`` engages the
+stop, whoever sent it; ``false`` there is refused and reported (``estop_release_refused``) unless
+``estop.release_from_topic`` is on. Releases come through :meth:`ArmBridge.local_estop`, which
+``robot-rl bridge`` serves on a local Unix socket (``robot-rl bridge estop --release``).
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
+import functools
+import gc
 import io
+import itertools
 import json
 import logging
 import os
+import queue
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Protocol
+from typing import Any, Callable, Iterator, Literal, Protocol
 
 import numpy as np
 
 from robot_rl.config import ConfigError
 from robot_rl.geometry import quat_from_axis_angle, quat_multiply
 from robot_rl.hardware import conversions as conv
-from robot_rl.hardware import topics
+from robot_rl.hardware import topics, validation
+from robot_rl.hardware.estop import EstopConfig, PendingRequest, security_enforced
 from robot_rl.hardware.safety import SafetyConfig, SafetyEvent, SafetySupervisor, ToolPosition
-from robot_rl.hardware.transport import Transport, TransportConfig, seconds_of
+from robot_rl.hardware.transport import Transport, TransportConfig
 from robot_rl.robot import (
     Command,
     EndEffectorCommand,
@@ -65,10 +103,29 @@ log = logging.getLogger(__name__)
 #: Tick durations kept for :meth:`BridgeStats.tick_ms` (the last ~65 s at 500 Hz).
 TICK_WINDOW = 1 << 15
 #: Longest trajectory accepted, in points (its interpolation runs on every tick).
-MAX_TRAJECTORY_POINTS = 10_000
+MAX_TRAJECTORY_POINTS = validation.MAX_TRAJECTORY_POINTS
+#: Trajectories waiting for the parser thread beyond which further ones are refused (a flood).
+MAX_TRAJECTORIES_WAITING = 8
+#: ``rejected`` events published per tick at most; more refusals in one tick are summed up in one
+#: event (a flood of bad messages must not make the tick publish thousands of events).
+MAX_REJECTED_EVENTS_PER_TICK = 100
+#: The command topics and the inbox kind each feeds; each kind's checks: ``validation.COMMANDS``.
+COMMAND_TOPICS = {
+    "joint_positions": topics.JOINT_POSITION_COMMAND,
+    "trajectory": topics.JOINT_TRAJECTORY,
+    "tool_target": topics.TOOL_TARGET,
+    "tool_twist": topics.TOOL_TWIST,
+    "gripper_width": topics.GRIPPER_COMMAND,
+    "reset": topics.RESET,
+}
 #: How much lower than the loop's the camera thread's scheduling priority is (Linux nice steps;
 #: the GL rasteriser threads it starts inherit it), so a busy CPU delays frames, not ticks.
 CAMERA_THREAD_NICENESS = 5
+#: Least wall time (s) between two ``deadline_missed`` safety events (misses in between are counted
+#: and reported together in the next one).
+DEADLINE_REPORT_INTERVAL = 1.0
+#: Nice levels the loop thread is raised by when ``realtime_scheduling`` cannot have SCHED_FIFO.
+REALTIME_NICE_BOOST = 10
 
 
 class FrameSource(Protocol):
@@ -89,10 +146,6 @@ class FrameSource(Protocol):
         """Release rendering resources (camera thread, when it ends)."""
 
 
-class _Refused(ValueError):
-    """A command message refused at the edge; the text says why."""
-
-
 @dataclass(frozen=True)
 class BridgeConfig:
     """How the bridge node runs (``robot-rl bridge`` flags map onto these)."""
@@ -108,63 +161,109 @@ class BridgeConfig:
     reset_mode: Literal["teleport", "move"] = "teleport"  # simulation places the arm; hardware drives there
     reset_tolerance: float = 0.01  # rad, "move" resets end when every joint is this close
     events_log: str | None = None  # JSON-lines file of safety events (appended)
+    # Timing of the loop thread (see "Deadlines" in the module docstring).
+    realtime_scheduling: bool = False  # SCHED_FIFO for the loop thread where permitted, else a nice boost (logged)
+    realtime_priority: int = 50  # SCHED_FIFO priority (1-99) with realtime_scheduling
+    loop_cpu: int | None = None  # pin the loop thread to this CPU (None: any CPU)
+    spin: float = 0.0  # s: the wait for a tick's start ends with this much spinning instead of sleeping
+    hold_after_late_periods: float = 5.0  # a tick starting this many periods late holds the arm (deadline_missed)
+    gc_freeze: bool = True  # freeze start-up objects, so a full garbage collection takes µs, not ~20 ms
+    switch_interval: float | None = 5e-4  # s, GIL switch interval while the loop runs (None: Python's 5 ms)
     safety: SafetyConfig = field(default_factory=SafetyConfig)
+    estop: EstopConfig = field(default_factory=EstopConfig)  # who may release the e-stop (hardware/estop.py)
     transport: TransportConfig = field(default_factory=TransportConfig)
 
     def __post_init__(self) -> None:
-        for name in ("state_hz", "image_hz"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"bridge.{name}: must be positive, got {getattr(self, name)}")
+        for name in ("state_hz", "image_hz", "reset_tolerance"):
+            if not (np.isfinite(getattr(self, name)) and getattr(self, name) > 0):  # NaN fails both
+                raise ConfigError(f"bridge.{name}: must be finite and positive, got {getattr(self, name)}")
+        if not 1 <= self.realtime_priority <= 99:
+            raise ConfigError(f"bridge.realtime_priority: must be in 1..99, got {self.realtime_priority}")
+        if self.loop_cpu is not None and self.loop_cpu < 0:
+            raise ConfigError(f"bridge.loop_cpu: must be a CPU number (0, 1, ...), got {self.loop_cpu}")
+        if not 0 <= self.spin < 1.0 / self.state_hz:
+            raise ConfigError(f"bridge.spin: must be in [0, one tick = {1.0 / self.state_hz} s), got {self.spin}")
+        if not self.hold_after_late_periods >= 1:
+            raise ConfigError(f"bridge.hold_after_late_periods: must be at least 1, got {self.hold_after_late_periods}")
+        if self.switch_interval is not None and not self.switch_interval > 0:
+            raise ConfigError(f"bridge.switch_interval: must be positive (or null), got {self.switch_interval}")
 
 
 @dataclass
 class _Inbox:
     """Newest message of each kind since the last tick (written by transport threads)."""
 
-    joint_positions: np.ndarray | None = None
-    trajectory: tuple[np.ndarray, np.ndarray] | None = None  # (times from start, positions)
-    tool_target: np.ndarray | None = None  # (7,) pose
-    tool_twist: np.ndarray | None = None  # (6,) linear m/s, angular rad/s
+    # The newest arm command by arrival: (arrival number, kind, checked value), kind one of
+    # joint_positions ((n,) rad), trajectory ((times from start, positions)), tool_target ((7,)
+    # pose, unit quaternion) or tool_twist ((6,) linear m/s, angular rad/s).
+    arm: tuple[int, str, Any] | None = None
     gripper_width: float | None = None
-    estops: list[bool] = field(default_factory=list)  # in arrival order
-    resets: list[tuple[int, ResetRequest]] = field(default_factory=list)
+    estops: list[bool] = field(default_factory=list)  # from the topic, in arrival order (false only if trusted)
+    local_estops: list[PendingRequest] = field(default_factory=list)  # from the local channel
+    refused_releases: int = 0  # "false" on the topic while estop.release_from_topic is off
+    resets: list[tuple[int, int, ResetRequest]] = field(default_factory=list)  # (arrival number, id, request)
     refused_resets: list[tuple[int, str]] = field(default_factory=list)  # answered with an error
-    rejected: list[str] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)  # details, for rejected events (at most MAX_REJECTED_EVENTS_PER_TICK)
+    rejected_unlisted: int = 0  # refusals beyond that
 
 
 @dataclass
 class BridgeStats:
     ticks: int = 0
-    overruns: int = 0  # ticks that ended after their wall-clock deadline
-    worst_lateness: float = 0.0  # s
+    overruns: int = 0  # ticks that started over half a period after their scheduled start (slots skipped)
+    ticks_skipped: int = 0  # schedule slots skipped after late ticks (the loop never runs ticks back to back)
+    deadline_misses: int = 0  # ticks late by more than hold_after_late_periods: arm held, deadline_missed event
+    worst_lateness: float = 0.0  # s, the latest start of a tick after its scheduled start
+    scheduling: str = "default"  # how the loop thread was scheduled (realtime_scheduling's outcome)
     stale_ticks: int = 0
     commands_received: int = 0  # arm and gripper command messages
+    resets_received: int = 0  # reset request messages
     commands_rejected: int = 0  # command and reset messages refused before reaching the arm
+    rejected_by_kind: dict[str, int] = field(default_factory=dict)  # commands_rejected by COMMAND_TOPICS kind
+    received_by_kind: dict[str, int] = field(default_factory=dict)  # commands_received + resets_received by kind
     step_errors: int = 0  # ticks that raised (logged; the arm was told to hold)
     frames_published: int = 0  # camera snapshots rendered and published (one image per camera)
     frames_dropped: int = 0  # snapshots replaced by a newer one before the camera thread took them
     camera_errors: int = 0  # snapshots whose rendering or publishing raised (logged)
     _durations: np.ndarray = field(default_factory=lambda: np.zeros(TICK_WINDOW), repr=False, compare=False)
+    _lateness: np.ndarray = field(default_factory=lambda: np.zeros(TICK_WINDOW), repr=False, compare=False)
     _timed: int = field(default=0, repr=False, compare=False)
 
-    def record_tick(self, seconds: float) -> None:
-        """Note how long one tick's work took (``ArmBridge.run`` calls this; sleeping excluded)."""
-        self._durations[self._timed % TICK_WINDOW] = seconds
+    def record_tick(self, seconds: float, lateness: float = 0.0) -> None:
+        """Note how long one tick's work took (sleeping excluded) and how late (s) it started after
+        its scheduled start (``ArmBridge.run`` calls this; lateness is 0 when the arm paces the loop)."""
+        slot = self._timed % TICK_WINDOW
+        self._durations[slot], self._lateness[slot] = seconds, lateness
         self._timed += 1
 
     def tick_durations(self) -> np.ndarray:
         """Work time (s) of the last ticks ``run`` made (at most :data:`TICK_WINDOW`), oldest first."""
-        if self._timed <= TICK_WINDOW:
-            return self._durations[:self._timed].copy()
-        return np.roll(self._durations, -(self._timed % TICK_WINDOW))
+        return self._window(self._durations)
+
+    def tick_lateness(self) -> np.ndarray:
+        """Start minus scheduled start (s) of the last ticks ``run`` made, oldest first."""
+        return self._window(self._lateness)
 
     def tick_ms(self) -> dict[str, float]:
         """p50 / p99 / max of :meth:`tick_durations` in ms (zeros before the first tick)."""
-        durations = self.tick_durations() * 1e3
-        if durations.size == 0:
-            return {"p50": 0.0, "p99": 0.0, "max": 0.0}
-        p50, p99 = np.percentile(durations, [50, 99])
-        return {"p50": round(float(p50), 3), "p99": round(float(p99), 3), "max": round(float(durations.max()), 3)}
+        return _percentiles_ms(self.tick_durations())
+
+    def lateness_ms(self) -> dict[str, float]:
+        """p50 / p99 / max of :meth:`tick_lateness` in ms (zeros before the first tick)."""
+        return _percentiles_ms(self.tick_lateness())
+
+    def _window(self, values: np.ndarray) -> np.ndarray:
+        if self._timed <= TICK_WINDOW:
+            return values[:self._timed].copy()
+        return np.roll(values, -(self._timed % TICK_WINDOW))
+
+
+def _percentiles_ms(seconds: np.ndarray) -> dict[str, float]:
+    if seconds.size == 0:
+        return {"p50": 0.0, "p99": 0.0, "max": 0.0}
+    ms = seconds * 1e3
+    p50, p99 = np.percentile(ms, [50, 99])
+    return {"p50": round(float(p50), 3), "p99": round(float(p99), 3), "max": round(float(ms.max()), 3)}
 
 
 class ArmBridge:
@@ -174,7 +273,8 @@ class ArmBridge:
         robot: the arm (``SimArm`` or ``Ros2ControlArm``); the bridge's loop thread owns it.
         transport: publish/subscribe backend (rclpy or DDS).
         config: rates, cameras, reset mode, safety limits.
-        tool_position: forward kinematics for the supervisor's workspace check of joint targets.
+        tool_position: forward kinematics for the workspace checks of joint targets (supervisor)
+            and of reset poses (at the edge); without it neither is checked (logged).
         frames: camera images for ``config.cameras`` (the simulated arm's, see
             :class:`~robot_rl.hardware.node.SimFrames`), rendered on the bridge's camera thread.
     """
@@ -187,6 +287,10 @@ class ArmBridge:
         self.robot, self.transport, self.config = robot, transport, config
         self.tick = 1.0 / config.state_hz
         self.supervisor = SafetySupervisor(robot.spec, config.safety, tool_position)
+        if config.estop.release_from_topic and not security_enforced():
+            log.warning("estop.release_from_topic is on but DDS Security is not enforced (ROS_SECURITY_ENABLE=true, "
+                        "ROS_SECURITY_STRATEGY=Enforce): any participant of DDS domain %d can release the e-stop",
+                        config.transport.domain_id)
         self.stats = BridgeStats()
         self._frames = frames if config.cameras else None
         self._camera_stream: _CameraStream | None = None
@@ -205,7 +309,22 @@ class ArmBridge:
         self._pending_move: tuple[int, ResetRequest] | None = None
         self._seen_resets: collections.deque[int] = collections.deque(maxlen=1000)
         self._last_image_slot = -1
+        self._misses_unreported, self._worst_unreported = 0, 0.0  # deadline misses since the last event
+        self._next_miss_report = -np.inf  # wall time (perf_counter) the next deadline_missed event may go out
         self._events_file = open(config.events_log, "a") if config.events_log else None  # noqa: SIM115
+        # What incoming messages are checked against (validation.py); objects are placed only by
+        # a teleporting (simulated) arm, a moving one ignores the ones a reset names.
+        self._limits = validation.ArmLimits(
+            robot.spec, config.safety.workspace_low, config.safety.workspace_high, config.safety.max_tool_speed,
+            config.safety.max_tool_rotation_speed, tuple(self._objects) if config.reset_mode == "teleport" else None,
+            tool_position)
+        if tool_position is None:
+            log.warning("no forward kinematics for %s: reset poses and joint targets are not checked against "
+                        "the workspace box", robot.spec.name)
+        self._arrivals = itertools.count()  # arrival numbers of command messages (any transport thread)
+        self._arm_seq = -1  # arrival number of the arm command (or reset) in force
+        self._rejection_log = validation.RateLimitedLog(log)
+        self._parser = _Parser(self._check, MAX_TRAJECTORIES_WAITING)
 
         t = transport
         self._pub = {
@@ -226,13 +345,12 @@ class ArmBridge:
                 self._pub[f"jpeg/{camera}"] = t.publisher(topics.compressed_image_topic(camera),
                                                           "sensor_msgs/msg/CompressedImage", topics.DEFAULT)
         self._subscriptions = [
-            t.subscribe(topics.JOINT_POSITION_COMMAND, "std_msgs/msg/Float64MultiArray", self._on_joint_positions),
-            t.subscribe(topics.JOINT_TRAJECTORY, "trajectory_msgs/msg/JointTrajectory", self._on_trajectory),
-            t.subscribe(topics.TOOL_TARGET, "geometry_msgs/msg/PoseStamped", self._on_tool_target),
-            t.subscribe(topics.TOOL_TWIST, "geometry_msgs/msg/TwistStamped", self._on_tool_twist),
-            t.subscribe(topics.GRIPPER_COMMAND, "std_msgs/msg/Float64MultiArray", self._on_gripper),
             t.subscribe(topics.ESTOP, "std_msgs/msg/Bool", self._on_estop),
-            t.subscribe(topics.RESET, "std_msgs/msg/String", self._on_reset),
+        ]
+        # Serialised (raw), so that their size is checked before anything is deserialised.
+        self._subscriptions += [
+            t.subscribe(topic, validation.COMMANDS[kind].type_name, functools.partial(self._on_command, kind), raw=True)
+            for kind, topic in COMMAND_TOPICS.items()
         ]
         control = {"state_hz": config.state_hz, "cameras": list(config.cameras), "reset_mode": config.reset_mode,
                    "command_timeout": config.safety.command_timeout, "image_hz": config.image_hz,
@@ -248,48 +366,106 @@ class ArmBridge:
                 self._camera_stream.wait_first_frame(timeout=60.0)
             except BaseException:
                 self._camera_stream.close()
+                self._parser.close()
                 raise
 
     # ------------------------------------------------------------------ loop
     def run(self, stop: threading.Event, max_ticks: int | None = None) -> BridgeStats:
-        """Tick until ``stop`` is set (or ``max_ticks`` ticks); returns loop statistics."""
-        deadline = self._last_fresh = time.perf_counter()
-        while not stop.is_set() and (max_ticks is None or self.stats.ticks < max_ticks):
-            started, ticks = time.perf_counter(), self.stats.ticks
+        """Tick until ``stop`` is set (or ``max_ticks`` ticks); returns loop statistics.
+
+        The calling thread becomes the loop thread: for the duration of the call it gets the
+        scheduling of ``config`` (``realtime_scheduling``, ``loop_cpu``, ``switch_interval``,
+        ``gc_freeze``), restored when it returns."""
+        nice = _thread_nice()
+        with _loop_thread(self.config, self.stats):
+            if self.config.realtime_scheduling and not self.stats.scheduling.startswith("default"):
+                self._unlower_helper_threads(nice)
+            return self._loop(stop, max_ticks)
+
+    def _unlower_helper_threads(self, nice: int | None) -> None:
+        """Once the loop thread is above every normal thread (SCHED_FIFO, or the nice boost), the
+        camera and parser threads go back to the loop's former nice value. Lowered, they lose the
+        CPU to other processes while holding the GIL, and the loop thread waits for the GIL
+        meanwhile (priority inversion; with cameras and two CPU burners: 12 → 2 ticks late by a
+        period or more in 6 s, benchmarks/results/control_loop_cameras.json). Their GL worker
+        threads, which do not hold the GIL, stay lowered."""
+        helpers = (self._camera_stream, getattr(self, "_parser", None))
+        for thread in (getattr(helper, "_thread", None) for helper in helpers):
+            if nice is None or thread is None or thread.native_id is None or not thread.is_alive():
+                continue
+            try:
+                os.setpriority(os.PRIO_PROCESS, thread.native_id, nice)
+            except OSError as exc:
+                log.debug("could not restore the %s thread's priority: %s", thread.name, exc)
+
+    def _loop(self, stop: threading.Event, max_ticks: int | None) -> BridgeStats:
+        stats, period, paced = self.stats, self.tick, self.config.real_time
+        spin, hold_after = self.config.spin, self.config.hold_after_late_periods * self.tick
+        scheduled = self._last_fresh = time.perf_counter()  # start of the next tick's slot
+        while not stop.is_set() and (max_ticks is None or stats.ticks < max_ticks):
+            lateness = 0.0
+            if paced:
+                _sleep_until(scheduled, spin)
+                lateness = time.perf_counter() - scheduled
+                if lateness > 0.5 * period:  # take the nearest slot, skip those before it: never a burst
+                    skipped = int(lateness / period + 0.5)
+                    stats.overruns += 1
+                    stats.ticks_skipped += skipped
+                    scheduled += skipped * period
+                stats.worst_lateness = max(stats.worst_lateness, lateness)
+                if lateness > hold_after:
+                    self._deadline_missed(lateness)
+            started, ticks = time.perf_counter(), stats.ticks
+            if self._misses_unreported and started >= self._next_miss_report:
+                self._report_deadline_misses(started)
             try:
                 self.step()
             except Exception as exc:  # noqa: BLE001 - one failed tick must not end the node
-                self.stats.ticks = ticks + 1
+                stats.ticks = ticks + 1
                 self._step_failed(exc)
-            self.stats.record_tick(time.perf_counter() - started)
-            if not self.config.real_time:
-                continue
-            deadline += self.tick
-            delay = deadline - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-            else:
-                self.stats.overruns += 1
-                self.stats.worst_lateness = max(self.stats.worst_lateness, -delay)
-                if -delay > 0.1:  # far behind (machine stalled): restart the schedule, no catch-up burst
-                    deadline = time.perf_counter()
-        return self.stats
+            stats.record_tick(time.perf_counter() - started, lateness)
+            scheduled += period
+        return stats
+
+    def _deadline_missed(self, lateness: float) -> None:
+        """A tick starts more than ``hold_after_late_periods`` late (the machine or the process
+        stalled): the arm holds where it is measured until the next command message, so no
+        command source (a trajectory, a twist) is continued across the gap; a reset motion in
+        progress carries on (its target does not depend on time). Counted, logged and reported
+        as a ``deadline_missed`` safety event, at most one per :data:`DEADLINE_REPORT_INTERVAL`."""
+        self.stats.deadline_misses += 1
+        self._misses_unreported += 1
+        self._worst_unreported = max(self._worst_unreported, lateness)
+        if self._pending_move is None and self._arm_request is not None:
+            self._arm_request, self._request_time = None, -np.inf
+            self.supervisor.reset(self._state)  # the supervisor holds the measured pose until a new command
+        now = time.perf_counter()
+        if now >= self._next_miss_report:
+            self._report_deadline_misses(now)
+
+    def _report_deadline_misses(self, now: float) -> None:
+        count, worst = self._misses_unreported, self._worst_unreported
+        self._misses_unreported, self._worst_unreported = 0, 0.0
+        self._next_miss_report = now + DEADLINE_REPORT_INTERVAL
+        detail = (f"{count} tick(s) started late (worst {worst * 1e3:.1f} ms, {worst / self.tick:.1f} periods; "
+                  f"{self.stats.deadline_misses} in all); slots skipped, the arm held until the next command")
+        log.warning("bridge loop missed its deadline: %s", detail)
+        self._bridge_events.append(SafetyEvent(float(self._now), "deadline_missed", detail))
 
     def step(self) -> None:
         """One tick: commands in, physics/hardware advanced, state out."""
         with self._lock:
             inbox, self._inbox = self._inbox, _Inbox()
         now = self._now
-        for problem in inbox.rejected:
-            self.supervisor.record_rejection(problem, now)
+        self._report_rejections(inbox, now)
         for request_id, problem in inbox.refused_resets:
             self._publish_reset_done(request_id, error=problem)
-        for engaged in inbox.estops:
-            self.supervisor.set_estop(engaged, now)
+        self._apply_estops(inbox, now)
         teleported = False
-        for request_id, request in inbox.resets:
+        for seq, request_id, request in inbox.resets:
             if request_id not in self._seen_resets:  # clients re-send until answered
                 self._seen_resets.append(request_id)
+                self._arm_seq = max(self._arm_seq, seq)  # arm commands that arrived before it are for the old episode
                 teleported |= self._reset(request_id, request)
         if teleported:  # the reset pose is this tick's state; commands that came with it were for the old episode
             self.stats.ticks += 1
@@ -313,10 +489,41 @@ class ArmBridge:
     def close(self) -> None:
         for subscription in self._subscriptions:
             subscription.close()
+        self._parser.close()
         if self._camera_stream is not None:
             self._camera_stream.close()
         if self._events_file is not None:
             self._events_file.close()
+
+    # ------------------------------------------------------------------ e-stop authority
+    def local_estop(self, command: str, source: str, timeout: float = 2.0) -> dict[str, Any]:
+        """Engage, release or report the e-stop for the local channel (any thread; see
+        :mod:`robot_rl.hardware.estop`): the request is applied at the next tick and answered
+        once it has been, as ``{"ok", "estop_engaged", "detail"}``. ``source`` names the caller in
+        the safety event."""
+        if command in ("engage", "release"):
+            request = PendingRequest(command == "engage", source)
+            with self._lock:
+                self._inbox.local_estops.append(request)
+            if not request.wait(timeout):
+                return {"ok": False, "error": f"the bridge loop did not apply the {command} within {timeout} s "
+                                              f"(is it running?); nothing was changed"}
+        engaged = self.supervisor.estop_engaged
+        return {"ok": True, "estop_engaged": engaged,
+                "detail": "e-stop engaged: the arm holds" if engaged else "e-stop released: commands accepted"}
+
+    def _apply_estops(self, inbox: _Inbox, now: float) -> None:
+        """This tick's e-stop requests, releases before engages: a stop arriving in the same tick
+        as a release is never undone by it. Refused topic releases are reported."""
+        local = [request for request in inbox.local_estops if request.take()]
+        requests = [(engaged, f"{topics.ESTOP} topic") for engaged in inbox.estops]
+        requests += [(request.engaged, request.source) for request in local]
+        for engaged, source in sorted(requests, key=lambda r: r[0]):  # False (release) first; stable
+            self.supervisor.set_estop(engaged, now, source)
+        if inbox.refused_releases:
+            self.supervisor.refuse_release(inbox.refused_releases, now, topics.ESTOP)
+        for request in local:
+            request.done()
 
     def _step_failed(self, exc: Exception) -> None:
         """A tick raised: log it (rate-limited), report a ``step_error`` safety event, give up the
@@ -340,7 +547,9 @@ class ArmBridge:
 
     # ------------------------------------------------------------------ commands
     def _take_commands(self, inbox: _Inbox, now: float) -> None:
-        """Turn the newest arm message into a per-tick command source; the newest kind wins."""
+        """Turn the newest arm message into a per-tick command source. The newest by arrival wins:
+        one that arrived before the command (or reset) in force -- a trajectory whose check on the
+        parser thread finished late -- is dropped."""
         if inbox.gripper_width is not None:
             self._gripper_target = inbox.gripper_width
             if self._arm_request is None:  # a gripper command alone holds the arm where it is
@@ -348,24 +557,31 @@ class ArmBridge:
                 self._use(lambda _now: JointCommand(held, self._gripper_target), now)
             else:
                 self._request_time = now
-        if inbox.joint_positions is not None:
-            positions = inbox.joint_positions
-            self._use(lambda _now: JointCommand(positions, self._gripper_target), now)
-        if inbox.trajectory is not None:
-            self._use(self._trajectory_request(*inbox.trajectory, now), now)
-        if inbox.tool_target is not None:
-            pose = inbox.tool_target
-            self._use(lambda _now: EndEffectorCommand(pose[:3], pose[3:], self._gripper_target), now)
-        if inbox.tool_twist is not None:
-            self._use(self._twist_request(inbox.tool_twist, now), now)
+        if inbox.arm is None:
+            return
+        seq, kind, value = inbox.arm
+        if seq < self._arm_seq:
+            log.debug("dropped a %s that arrived before the command in force", kind)
+            return
+        self._arm_seq = seq
+        if kind == "joint_positions":
+            self._use(lambda _now: JointCommand(value, self._gripper_target), now)
+        elif kind == "trajectory":
+            self._use(self._trajectory_request(*value, now), now)
+        elif kind == "tool_target":
+            self._use(lambda _now: EndEffectorCommand(value[:3], value[3:], self._gripper_target), now)
+        else:
+            self._use(self._twist_request(value, now), now)
 
     def _use(self, request: Callable[[float], Command], now: float) -> None:
         """Make ``request`` the arm's command source if the supervisor accepts its first command
-        (a rejected one leaves the previous source in force and counts as rejected)."""
+        (a rejected one leaves the previous source in force and counts as rejected; with every
+        message checked at the edge this is a second line of defence, not expected to trigger)."""
         if self.supervisor.submit(request(now), now):
             self._arm_request, self._request_time = request, now
         else:
-            self.stats.commands_rejected += 1
+            with self._lock:
+                self.stats.commands_rejected += 1
 
     def _trajectory_request(self, times: np.ndarray, positions: np.ndarray, start: float) -> Callable[[float], Command]:
         """Follow the points by linear interpolation from the current pose; the trajectory counts
@@ -405,11 +621,7 @@ class ArmBridge:
         """Start a reset; True if the arm was placed at once (simulation)."""
         self._arm_request, self._request_time = None, -np.inf
         self._gripper_target = request.gripper_width
-        if self.config.reset_mode == "move":
-            if self._tool_position is not None and not self.supervisor.in_workspace(
-                    self._tool_position(np.asarray(request.joint_positions))):
-                self._publish_reset_done(request_id, error="the start pose puts the tool outside the safety workspace box")
-                return False
+        if self.config.reset_mode == "move":  # joint limits and the tool's workspace were checked at the edge
             self._pending_move = (request_id, request)
             target = JointCommand(np.asarray(request.joint_positions), request.gripper_width)
             self._use(lambda _now: target, self._now)
@@ -417,8 +629,13 @@ class ArmBridge:
             return False
         try:
             self._set_state(self.robot.reset(request))
-        except ValueError as exc:
-            self._publish_reset_done(request_id, error=str(exc))
+        except ValueError as exc:  # what only the robot can tell (SimArm: an object it cannot grasp); nothing changed
+            detail = f"reset request {request_id}: {exc}"[:500]
+            with self._lock:
+                self._count_rejection("reset")
+            self._rejection_log.warning(f"refused a reset message: {detail}")
+            self._bridge_events.append(SafetyEvent(float(self._now), "rejected", detail))
+            self._publish_reset_done(request_id, error=detail)
             return False
         self.supervisor.reset(self._state)
         self._publish_reset_done(request_id)
@@ -480,77 +697,81 @@ class ArmBridge:
         self._camera_stream.offer(now, self._frames.snapshot())
 
     # ------------------------------------------------------------------ callbacks (transport threads)
-    # Each command message is checked here, at the edge. A malformed one (unreadable, wrong
-    # length, non-finite values) is refused: counted in ``stats.commands_rejected``, reported as a
-    # ``rejected`` safety event at the next tick, and it never reaches the inbox (the previous
-    # command stays in force). Callbacks never raise.
-    def _accept(self, kind: str, message: Any, parse: Callable[[Any], Any]) -> None:
-        """Parse an arm/gripper command message and put it in the inbox as ``kind``, or refuse it."""
+    # Each command message is checked at the edge by its validator (validation.COMMANDS) and goes
+    # into the inbox only if it passes; a refused one is counted, logged (rate-limited) and
+    # reported as a ``rejected`` safety event at the next tick, and the command in force stays in
+    # force. Callbacks never raise.
+    def _on_command(self, kind: str, data: bytes) -> None:
+        """A serialised command message of ``kind`` (a transport thread): its size is checked at
+        once; then it is deserialised and checked here, or, if large (trajectories), on the parser
+        thread."""
+        seq, check = next(self._arrivals), validation.COMMANDS[kind]
         try:
-            value, problem = parse(message), None
-        except _Refused as exc:
-            value, problem = None, str(exc)
-        except Exception as exc:  # noqa: BLE001 - a message we cannot read is refused, not raised
-            value, problem = None, f"malformed {kind.replace('_', ' ')} message ({type(exc).__name__}: {exc})"
+            check.screen(data, self._limits)
+        except validation.RejectedMessage as exc:
+            self._settle(kind, seq, exc)
+            return
+        if not check.large:
+            self._check((kind, seq, data))
+        elif not self._parser.offer((kind, seq, data)):
+            self._settle(kind, seq, validation.RejectedMessage(
+                f"{MAX_TRAJECTORIES_WAITING} trajectories are already waiting to be checked; this one is dropped"))
+
+    def _check(self, item: tuple[str, int, bytes]) -> None:
+        """Deserialise and check a screened message (a transport thread, or the parser thread)."""
+        kind, seq, data = item
+        try:
+            outcome = validation.COMMANDS[kind].parse(data, self._limits, self.transport.deserialize)
+        except validation.RejectedMessage as exc:
+            outcome = exc
+        self._settle(kind, seq, outcome)
+
+    def _settle(self, kind: str, seq: int, outcome: Any) -> None:
+        """Count a checked message and put it in the inbox, or refuse it (``outcome`` is then the
+        :class:`~robot_rl.hardware.validation.RejectedMessage`)."""
+        refused = isinstance(outcome, validation.RejectedMessage)
+        detail = f"{kind.replace('_', ' ')}: {outcome}"[:500] if refused else ""
         with self._lock:
-            self.stats.commands_received += 1
-            if problem is None:
-                setattr(self._inbox, kind, value)
+            if kind == "reset":
+                self.stats.resets_received += 1
             else:
-                self._refuse(problem)
+                self.stats.commands_received += 1
+            self.stats.received_by_kind[kind] = self.stats.received_by_kind.get(kind, 0) + 1
+            inbox = self._inbox
+            if refused:
+                self._count_rejection(kind)
+                if len(inbox.rejected) < MAX_REJECTED_EVENTS_PER_TICK:
+                    inbox.rejected.append(detail)
+                else:
+                    inbox.rejected_unlisted += 1
+                if outcome.request_id is not None:  # answer, so the client does not wait for its timeout
+                    inbox.refused_resets.append((outcome.request_id, str(outcome)[:500]))
+            elif kind == "reset":
+                inbox.resets.append((seq, *outcome))
+            elif kind == "gripper_width":
+                inbox.gripper_width = outcome
+            elif inbox.arm is None or seq > inbox.arm[0]:  # the newest by arrival (trajectories are checked late)
+                inbox.arm = (seq, kind, outcome)
+        if refused:
+            self._rejection_log.warning(f"refused a {detail}")
 
-    def _refuse(self, problem: str) -> None:
-        """Count and report a refused message (call with ``self._lock`` held)."""
+    def _count_rejection(self, kind: str) -> None:
+        """Count one refused message of ``kind`` (call with ``self._lock`` held)."""
         self.stats.commands_rejected += 1
-        self._inbox.rejected.append(problem)
+        self.stats.rejected_by_kind[kind] = self.stats.rejected_by_kind.get(kind, 0) + 1
 
-    def _on_joint_positions(self, message: Any) -> None:
-        self._accept("joint_positions", message,
-                     lambda m: _finite_vector(m.data, self.robot.spec.n_joints, "joint command", "positions"))
+    def _report_rejections(self, inbox: _Inbox, now: float) -> None:
+        """This tick's ``rejected`` safety events (loop thread)."""
+        self._bridge_events += [SafetyEvent(float(now), "rejected", detail) for detail in inbox.rejected]
+        if inbox.rejected_unlisted:
+            self._bridge_events.append(SafetyEvent(float(now), "rejected", (
+                f"{inbox.rejected_unlisted} more messages refused since the last tick (more than "
+                f"{MAX_REJECTED_EVENTS_PER_TICK} in one tick are not listed one by one; counted in the bridge's statistics)")))
 
-    def _on_trajectory(self, message: Any) -> None:
-        self._accept("trajectory", message, self._parse_trajectory)
-
-    def _parse_trajectory(self, message: Any) -> tuple[np.ndarray, np.ndarray]:
-        names, spec = list(message.joint_names), self.robot.spec
-        if len(names) != spec.n_joints or sorted(names) != sorted(spec.joint_names):
-            raise _Refused(f"trajectory joints {names} are not this arm's {list(spec.joint_names)}")
-        if not message.points:
-            raise _Refused("trajectory has no points")
-        if len(message.points) > MAX_TRAJECTORY_POINTS:
-            raise _Refused(f"trajectory has {len(message.points)} points, more than {MAX_TRAJECTORY_POINTS}")
-        order = [names.index(name) for name in spec.joint_names]
-        times = np.array([seconds_of(point.time_from_start) for point in message.points], dtype=float)
-        positions = np.empty((len(message.points), spec.n_joints))
-        for i, point in enumerate(message.points):
-            values = np.asarray(point.positions, dtype=float)
-            if values.shape != (len(names),):
-                raise _Refused(f"trajectory point {i} has {values.size} positions for {len(names)} joints")
-            positions[i] = values[order]
-        if not np.all(np.isfinite(times)) or np.any(np.diff(times) <= 0) or times[0] <= 0:
-            raise _Refused(f"trajectory times must increase from above 0, got {times.tolist()[:20]}")
-        if not np.all(np.isfinite(positions)):
-            raise _Refused("non-finite trajectory positions")
-        return times, positions
-
-    def _on_tool_target(self, message: Any) -> None:
-        self._accept("tool_target", message, lambda m: _finite_vector(conv.pose_of(m.pose), 7, "tool target", "values"))
-
-    def _on_tool_twist(self, message: Any) -> None:
-        def parse(m: Any) -> np.ndarray:
-            lin, ang = m.twist.linear, m.twist.angular
-            return _finite_vector([lin.x, lin.y, lin.z, ang.x, ang.y, ang.z], 6, "tool twist", "values")
-
-        self._accept("tool_twist", message, parse)
-
-    def _on_gripper(self, message: Any) -> None:
-        def parse(m: Any) -> float:
-            values = list(m.data)
-            if len(values) != 1 or not np.isfinite(values[0]):
-                raise _Refused(f"gripper command needs one finite opening in m, got {values[:10]}")
-            return float(values[0])
-
-        self._accept("gripper_width", message, parse)
+    def wait_until_checked(self, timeout: float = 10.0) -> bool:
+        """Wait until every message handed to the parser thread has been checked and settled
+        (tests, before they tick); False if ``timeout`` (s) passed first."""
+        return self._parser.wait_idle(timeout)
 
     def _on_estop(self, message: Any) -> None:
         try:
@@ -559,30 +780,64 @@ class ArmBridge:
             log.exception("unreadable e-stop message: engaging the e-stop")
             engaged = True
         with self._lock:
-            self._inbox.estops.append(engaged)
+            if engaged or self.config.estop.release_from_topic:
+                self._inbox.estops.append(engaged)
+            else:  # anyone on the DDS domain can publish here: releasing needs the local channel
+                self._inbox.refused_releases += 1
 
-    def _on_reset(self, message: Any) -> None:
+
+class _Parser:
+    """Deserialises and checks large messages (trajectories) on a thread of its own, so that the
+    transport's delivery thread, which also brings the e-stop, is never blocked for the 0.1-0.3 s a
+    10,000-point trajectory takes. At most ``depth`` wait; :meth:`offer` refuses more (a flood).
+    The thread runs a few nice levels below the loop thread, like the camera thread."""
+
+    def __init__(self, work: Callable[[Any], None], depth: int) -> None:
+        self._work = work
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="bridge-parser", daemon=True)
+        self._thread.start()
+
+    def offer(self, item: Any) -> bool:
+        """Queue ``item`` for ``work``; False if ``depth`` items wait already (or closed)."""
+        if self._closed:
+            return False
         try:
-            request = conv.reset_from_json(message.data, self.robot.spec.n_joints)
-        except Exception as exc:  # noqa: BLE001 - MalformedResetError, or a message we cannot read
-            request_id = getattr(exc, "request_id", None)
-            with self._lock:
-                self._refuse(str(exc))
-                if request_id is not None:  # answer, so the client does not wait for its timeout
-                    self._inbox.refused_resets.append((request_id, str(exc)))
+            self._queue.put_nowait(item)
+            return True
+        except queue.Full:
+            return False
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until every offered item has been worked on; False after ``timeout`` s."""
+        with self._queue.all_tasks_done:
+            return self._queue.all_tasks_done.wait_for(lambda: self._queue.unfinished_tasks == 0, timeout)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop the thread after the items queued so far."""
+        if self._closed:
             return
-        with self._lock:
-            self._inbox.resets.append(request)
+        self._closed = True
+        try:
+            self._queue.put(None, timeout=timeout)  # there is room as soon as the thread takes an item
+        except queue.Full:
+            log.warning("the parser thread is still busy after %.0f s; leaving it (daemon)", timeout)
+            return
+        self._thread.join(timeout)
 
-
-def _finite_vector(values: Any, size: int, what: str, unit: str) -> np.ndarray:
-    """``values`` as a float vector of ``size`` finite numbers, else :class:`_Refused`."""
-    array = np.asarray(values, dtype=float)
-    if array.shape != (size,):
-        raise _Refused(f"{what} needs {size} {unit}, got {array.size}")
-    if not np.all(np.isfinite(array)):
-        raise _Refused(f"non-finite {what} {array.tolist()}")
-    return array
+    def _run(self) -> None:
+        _lower_thread_priority(CAMERA_THREAD_NICENESS)
+        while True:
+            item = self._queue.get()
+            try:
+                if item is None:
+                    return
+                self._work(item)
+            except Exception:  # noqa: BLE001 - work refuses what it cannot check; this is a bug, logged
+                log.exception("checking a message on the parser thread failed")
+            finally:
+                self._queue.task_done()
 
 
 class _CameraStream:
@@ -666,6 +921,105 @@ class _CameraStream:
                 self._pub[f"jpeg/{camera}"].publish(t.message(
                     "sensor_msgs/msg/CompressedImage", header=conv.header(t, stamp, camera),
                     format="jpeg", data=_jpeg(image)))
+
+
+def _sleep_until(deadline: float, spin: float) -> None:
+    """Wait until ``deadline`` (``time.perf_counter`` s): sleep until ``spin`` s before it, then
+    spin, so the thread's wake-up latency (timer slack, the scheduler) is spent before the deadline
+    rather than after it. (Python's ``time.sleep`` is an absolute-deadline ``clock_nanosleep``.)"""
+    remaining = deadline - time.perf_counter()
+    if remaining > spin:
+        time.sleep(remaining - spin)
+    while time.perf_counter() < deadline:
+        pass
+
+
+@contextlib.contextmanager
+def _loop_thread(config: BridgeConfig, stats: BridgeStats) -> Iterator[None]:
+    """The calling thread's scheduling while it runs the loop; everything is undone on exit.
+
+    * ``gc_freeze``: collect once, then freeze every object that exists (the robot, MuJoCo, the
+      transport, the message classes), so a full collection, which runs on whichever thread
+      allocates and holds the GIL throughout, walks only what was made since (µs, not ~20 ms);
+    * ``switch_interval``: how long another thread holding the GIL (a transport callback, the
+      camera thread) may keep the loop thread waiting for it;
+    * ``realtime_scheduling``: SCHED_FIFO at ``realtime_priority`` (needs CAP_SYS_NICE or an
+      RLIMIT_RTPRIO); refused, the thread's nice value is lowered by :data:`REALTIME_NICE_BOOST`;
+      refused too, it stays as it was. The outcome is logged and kept in ``stats.scheduling``;
+    * ``loop_cpu``: the thread runs on that CPU only.
+    """
+    undo: list[Callable[[], Any]] = []
+    try:
+        if config.gc_freeze:
+            gc.collect()
+            gc.freeze()
+            undo.append(gc.unfreeze)
+        if config.switch_interval is not None:
+            previous_interval = sys.getswitchinterval()
+            sys.setswitchinterval(config.switch_interval)
+            undo.append(lambda: sys.setswitchinterval(previous_interval))
+        if config.realtime_scheduling:
+            stats.scheduling = _raise_thread_priority(config.realtime_priority, undo)
+        if config.loop_cpu is not None:
+            _pin_thread(config.loop_cpu, undo)
+        yield
+    finally:
+        for action in reversed(undo):
+            try:
+                action()
+            except OSError as exc:  # e.g. a CPU taken offline meanwhile
+                log.warning("could not restore the loop thread's scheduling: %s", exc)
+
+
+def _raise_thread_priority(priority: int, undo: list[Callable[[], Any]]) -> str:
+    """SCHED_FIFO for the calling thread, else a nice boost, else nothing; says which."""
+    if not hasattr(os, "sched_setscheduler"):
+        log.warning("realtime scheduling of the bridge loop asked for, but this platform has no SCHED_FIFO; "
+                    "running with default scheduling")
+        return "default (no SCHED_FIFO on this platform)"
+    try:  # pid 0: the calling thread (Linux schedules threads, not processes)
+        policy, param = os.sched_getscheduler(0), os.sched_getparam(0)
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+        undo.append(lambda: os.sched_setscheduler(0, policy, param))
+        log.info("bridge loop thread: SCHED_FIFO priority %d", priority)
+        return f"SCHED_FIFO {priority}"
+    except OSError as exc:
+        refused = f"SCHED_FIFO refused: {exc.strerror or exc}"
+    tid = threading.get_native_id()
+    try:
+        nice = os.getpriority(os.PRIO_PROCESS, tid)
+        os.setpriority(os.PRIO_PROCESS, tid, max(-20, nice - REALTIME_NICE_BOOST))
+        undo.append(lambda: os.setpriority(os.PRIO_PROCESS, tid, nice))
+        outcome = f"nice {max(-20, nice - REALTIME_NICE_BOOST)} ({refused})"
+    except OSError as exc:
+        outcome = f"default ({refused}; raising the nice priority refused: {exc.strerror or exc})"
+    log.warning("realtime scheduling of the bridge loop asked for but not permitted; running with %s. Grant "
+                "CAP_SYS_NICE (setcap cap_sys_nice+ep on the interpreter) or an rtprio limit "
+                "(/etc/security/limits.conf) to get it", outcome)
+    return outcome
+
+
+def _thread_nice() -> int | None:
+    """The calling thread's nice value (None where threads have none of their own)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    except OSError:
+        return None
+
+
+def _pin_thread(cpu: int, undo: list[Callable[[], Any]]) -> None:
+    if not hasattr(os, "sched_setaffinity"):
+        log.warning("bridge.loop_cpu=%d ignored: no CPU affinity on this platform", cpu)
+        return
+    previous = os.sched_getaffinity(0)
+    try:
+        os.sched_setaffinity(0, {cpu})
+    except OSError as exc:
+        log.warning("could not pin the bridge loop thread to CPU %d (%s); it runs on any CPU", cpu, exc)
+        return
+    undo.append(lambda: os.sched_setaffinity(0, previous))
 
 
 def _lower_thread_priority(steps: int) -> None:

@@ -138,8 +138,8 @@ def reset_from_json(text: str, n_joints: int | None = None) -> tuple[int, ResetR
     try:
         data = json.loads(text)
         request_id = int(data["id"])
-    except (KeyError, TypeError, ValueError, OverflowError) as exc:
-        raise MalformedResetError(f"malformed reset request {str(text)[:200]!r}: {exc!r}") from exc
+    except (KeyError, TypeError, ValueError, OverflowError, RecursionError) as exc:  # RecursionError: [[[[...]]]]
+        raise MalformedResetError(f"malformed reset request {str(text)[:200]!r}: {exc!r}"[:500]) from exc
     try:
         request = ResetRequest(
             joint_positions=np.asarray(data["joint_positions"], dtype=float),
@@ -147,8 +147,8 @@ def reset_from_json(text: str, n_joints: int | None = None) -> tuple[int, ResetR
             objects={str(name): np.asarray(pose, dtype=float) for name, pose in dict(data.get("objects") or {}).items()},
             grasped_object=data.get("grasped_object"),
         )
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise MalformedResetError(f"malformed reset request {request_id}: {exc!r}", request_id) from exc
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError, RecursionError) as exc:
+        raise MalformedResetError(f"malformed reset request {request_id}: {exc!r}"[:500], request_id) from exc
     problem = _reset_problem(request, n_joints)
     if problem is not None:
         raise MalformedResetError(f"reset request {request_id}: {problem}", request_id)

@@ -17,6 +17,7 @@ import numpy as np
 
 from robot_rl.config import ConfigError, from_dict, merge_layers, read_yaml
 from robot_rl.hardware.bridge import ArmBridge, BridgeConfig, BridgeStats
+from robot_rl.hardware.estop import LocalEstopServer, control_socket_path
 from robot_rl.hardware.transport import make_transport
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,10 @@ log = logging.getLogger(__name__)
 def load_bridge_config(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None,
                        robot: str = "sim") -> BridgeConfig:
     """Defaults ← a hardware arm file's ``safety`` section (``robot`` other than ``sim``) ← optional
-    bridge YAML ← ``--set``-style overrides, validated (errors name key and file)."""
+    bridge YAML ← ``--set``-style overrides, validated (errors name key and file).
+
+    For a real arm the result must also stay within the arm file's ``safety_maxima``: the layers
+    may tighten the arm's limits, never loosen them past its maxima."""
     layers: list[tuple[str, Mapping[str, Any]]] = []
     if robot != "sim":
         layers.append((robot, {"safety": read_yaml(robot).get("safety", {})}))
@@ -33,7 +37,21 @@ def load_bridge_config(path: str | Path | None = None, overrides: Mapping[str, A
         layers.append((str(path), read_yaml(path)))
     if overrides:
         layers.append(("overrides", overrides))
-    return from_dict(BridgeConfig, merge_layers(BridgeConfig, layers), "bridge config")
+    config = from_dict(BridgeConfig, merge_layers(BridgeConfig, layers), "bridge config")
+    if robot != "sim":
+        _check_arm_maxima(config, robot)
+    return config
+
+
+def _check_arm_maxima(config: BridgeConfig, robot: str) -> None:
+    """The layered safety limits within the maxima of the arm described by the YAML ``robot``."""
+    from robot_rl.hardware.arm_config import load_arm_config
+
+    arm = load_arm_config(robot)
+    try:
+        config.safety.check_within(arm.safety_maxima, arm.name)
+    except ConfigError as exc:
+        raise ConfigError(f"bridge config over {robot} (safety_maxima there): {exc}") from None
 
 
 def _sim_bridge(task: str, config: BridgeConfig, stack: ExitStack) -> ArmBridge:
@@ -50,7 +68,8 @@ def _sim_bridge(task: str, config: BridgeConfig, stack: ExitStack) -> ArmBridge:
                           f"(it has {', '.join(arm.spec.cameras)})")
     transport = make_transport(config.transport)
     stack.callback(transport.close)
-    return ArmBridge(arm, transport, config, frames=SimFrames(arm) if config.cameras else None)
+    return ArmBridge(arm, transport, config, tool_position=arm.tool_position,
+                     frames=SimFrames(arm) if config.cameras else None)
 
 
 class SimFrames:
@@ -128,12 +147,19 @@ def open_bridge(robot: str, task: str, config: BridgeConfig, stack: ExitStack) -
 
 def serve(robot: str, task: str, config: BridgeConfig, duration: float | None = None,
           on_ready: Callable[[ArmBridge], None] | None = None) -> BridgeStats:
-    """Run a bridge until SIGINT/SIGTERM (or ``duration`` seconds); returns its loop statistics."""
+    """Run a bridge until SIGINT/SIGTERM (or ``duration`` seconds); returns its loop statistics.
+
+    The bridge also serves its local e-stop channel (a Unix socket, see
+    :mod:`robot_rl.hardware.estop`): ``robot-rl bridge estop --release`` on this host reaches it."""
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         with ExitStack() as stack:
             bridge = open_bridge(robot, task, config, stack)
+            channel = LocalEstopServer(control_socket_path(config.transport, config.estop.control_socket),
+                                       bridge.local_estop)
+            stack.callback(channel.close)
+            log.info("local e-stop channel: %s", channel.path)
             if on_ready is not None:
                 on_ready(bridge)
             if duration is not None:

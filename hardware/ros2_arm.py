@@ -14,7 +14,8 @@ own watchdogs hold the arm independently if this client dies or stalls.
 
 Safety stops: the client follows the bridge's ``robot_rl/safety_events`` (transient-local, so a
 client that connects late still hears the recent ones). While the bridge reports its e-stop
-engaged (an ``estop_engaged`` event not yet followed by ``estop_released``, whoever sent it),
+engaged (an ``estop_engaged`` event not yet followed by ``estop_released``, whoever sent it;
+releasing takes a local action on the bridge's host, see :meth:`Ros2Arm.estop`),
 ``advance`` and ``reset`` raise :class:`~robot_rl.robot.SafetyStopError`; ``advance`` first asks
 the arm to hold where it is, so releasing the e-stop does not resume an old target. The event
 follows the state of the tick that applied the stop, so the error comes at the first step that
@@ -55,7 +56,8 @@ from robot_rl.robot import (
 log = logging.getLogger(__name__)
 
 RESET_RESEND_PERIOD = 0.5  # s
-ALARMS = {"estop_engaged", "state_stale", "command_stale", "rejected", "clipped", "step_error"}  # logged as warnings
+ALARMS = {"estop_engaged", "state_stale", "command_stale", "rejected", "clipped", "step_error",
+          "deadline_missed", "estop_release_refused"}  # logged as warnings
 
 
 class Ros2Arm:
@@ -196,8 +198,16 @@ class Ros2Arm:
 
     # ------------------------------------------------------------------ extras
     def estop(self, engaged: bool = True) -> None:
-        """Engage (latched) or release the bridge's e-stop."""
-        self._pub["estop"].publish(self.transport.message("std_msgs/msg/Bool", data=engaged))
+        """Engage (latched) the bridge's e-stop, from anywhere; or release it, which works only on
+        the bridge's host as its user: through its local channel (hardware/estop.py), since the
+        bridge refuses releases on the public topic. Releasing raises ``ConnectionError`` if no
+        bridge for this domain and namespace listens on this host (or it refused)."""
+        if engaged:
+            self._pub["estop"].publish(self.transport.message("std_msgs/msg/Bool", data=True))
+            return
+        from robot_rl.hardware.estop import control_socket_path, request
+
+        request(control_socket_path(self.config.transport), "release")
 
     @property
     def safety_stopped(self) -> bool:
@@ -239,7 +249,9 @@ class Ros2Arm:
 
     def _stop_message(self, what: str) -> str:
         return (f"{what}: the bridge's e-stop is engaged ({_where(self.config.transport, topics.ESTOP)}); "
-                f"the arm holds until it is released (std_msgs/Bool false on that topic, or Ros2Arm.estop(False))")
+                f"the arm holds until it is released on the bridge's host: robot-rl bridge estop --release "
+                f"--domain-id {self.config.transport.domain_id}"
+                + (f" --namespace {self.config.transport.namespace}" if self.config.transport.namespace else ""))
 
     def _await(self, ready, timeout: float, error: Exception) -> None:
         with self._cond:

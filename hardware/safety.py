@@ -19,19 +19,26 @@ limiting is the normal way a 10 Hz policy's step targets become smooth ramps, so
 only when it lasts ``rate_limit_report_after`` seconds (a source asking persistently for more
 speed than allowed).
 
+The limits themselves are validated as a whole when a :class:`SafetyConfig` is built (every value
+finite, positive, within :data:`ABSOLUTE_MAXIMA`) and, for a real arm, against the maxima of its
+config file (:class:`SafetyMaxima`), so a limit can be tightened but never removed or loosened.
+
 Units: metres, radians, seconds; quaternions ``(w, x, y, z)``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import math
 from dataclasses import asdict, dataclass
+from types import SimpleNamespace
 from typing import Callable
 
 import numpy as np
 
-from robot_rl.config import ConfigError
+from robot_rl.config import ConfigError, FieldError
 from robot_rl.geometry import quat_conjugate, quat_from_axis_angle, quat_multiply, quat_to_rotvec
 from robot_rl.robot import Command, EndEffectorCommand, JointCommand, RobotSpec, RobotState
 
@@ -40,9 +47,57 @@ log = logging.getLogger(__name__)
 ToolPosition = Callable[[np.ndarray], np.ndarray]  # joint positions -> tool centre point (3,)
 
 
+#: The limit fields of :class:`SafetyConfig` and :class:`SafetyMaxima` that are single numbers
+#: (the workspace box is checked per axis).
+SCALAR_LIMITS = ("max_tool_speed", "max_tool_rotation_speed", "max_joint_speed_fraction", "max_gripper_speed",
+                 "state_timeout", "command_timeout")
+#: Longest ``rate_limit_report_after`` (s): it only decides when rate limiting becomes an event.
+MAX_RATE_LIMIT_REPORT_AFTER = 60.0
+#: Least robot time (s) between two ``estop_release_refused`` events.
+REFUSAL_REPORT_INTERVAL = 1.0
+
+
+@dataclass(frozen=True)
+class SafetyMaxima:
+    """The loosest safety limits allowed for one arm (its config file's ``safety_maxima``).
+
+    A :class:`SafetyConfig` may tighten every limit, never loosen it past these: speeds and
+    timeouts at most these values, the workspace box inside this box
+    (:meth:`SafetyConfig.check_within`). The defaults are the absolute maxima, which hold for
+    every arm, the simulated one included; an arm's own maxima must lie within them.
+    Units: m/s, rad/s, s, m (base frame); ``max_joint_speed_fraction`` is of each joint's
+    velocity limit.
+    """
+
+    max_tool_speed: float = 1.0
+    max_tool_rotation_speed: float = 3.0
+    max_joint_speed_fraction: float = 1.0  # never more than the joints' rated velocity
+    max_gripper_speed: float = 0.5
+    state_timeout: float = 0.5  # a stale-state watchdog slower than this watches nothing useful
+    command_timeout: float = 5.0  # a learner or teleop silent this long is gone
+    # Beyond the reach of any arm this is for, in any mounting (a ceiling arm reaches below its base).
+    workspace_low: tuple[float, float, float] = (-2.0, -2.0, -2.0)
+    workspace_high: tuple[float, float, float] = (2.0, 2.0, 2.0)
+
+    def __post_init__(self) -> None:
+        _check_limits(self)
+        _check_within(self, _defaults(SafetyMaxima), "absolute")
+
+
+def _defaults(cls: type) -> SimpleNamespace:
+    """The field defaults of dataclass ``cls`` as attributes."""
+    return SimpleNamespace(**{f.name: f.default for f in dataclasses.fields(cls)})
+
+
 @dataclass(frozen=True)
 class SafetyConfig:
-    """Limits the supervisor enforces on top of the robot's own joint limits."""
+    """Limits the supervisor enforces on top of the robot's own joint limits.
+
+    Validated as a whole when built: every value finite, positive (``max_joint_speed_fraction``
+    at most 1) and within :data:`ABSOLUTE_MAXIMA`; the workspace box non-empty. A real arm's
+    config additionally bounds it by its own :class:`SafetyMaxima` (:meth:`check_within`), so a
+    user can tighten a limit but never remove it (NaN, inf) or loosen it past the arm's maxima.
+    """
 
     workspace_low: tuple[float, float, float] = (0.25, -0.35, 0.005)  # m, tool box in the base frame
     workspace_high: tuple[float, float, float] = (0.75, 0.35, 0.45)
@@ -55,13 +110,64 @@ class SafetyConfig:
     command_timeout: float = 0.5  # s without a command (heartbeat) before holding
 
     def __post_init__(self) -> None:
-        if any(lo >= hi for lo, hi in zip(self.workspace_low, self.workspace_high)):
-            raise ConfigError(f"safety.workspace_low must be below workspace_high on every axis, got "
-                              f"{self.workspace_low} and {self.workspace_high}")
-        for name in ("max_tool_speed", "max_tool_rotation_speed", "max_joint_speed_fraction", "max_gripper_speed",
-                     "rate_limit_report_after", "state_timeout", "command_timeout"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"safety.{name}: must be positive, got {getattr(self, name)}")
+        _check_limits(self)
+        value = self.rate_limit_report_after
+        if not 0 < value <= MAX_RATE_LIMIT_REPORT_AFTER:  # also false for NaN
+            raise FieldError("rate_limit_report_after",
+                             f"must be finite and in (0, {MAX_RATE_LIMIT_REPORT_AFTER:g}] s, got {value!r}")
+        _check_within(self, _defaults(SafetyMaxima), "absolute")
+
+    def check_within(self, maxima: SafetyMaxima, arm: str) -> None:
+        """Raise :class:`ConfigError` naming the first limit looser than ``maxima`` (the maxima of
+        the arm called ``arm``): a speed or timeout above its maximum, or a workspace bound
+        outside the maximum box. The message starts with the key, e.g.
+        ``safety.max_tool_speed: must be finite and <= 0.5 (franka_fr3 maximum), got inf``."""
+        try:
+            _check_within(self, maxima, arm)
+        except FieldError as exc:
+            raise ConfigError(f"safety.{exc}") from None
+
+
+# The checks below raise FieldError (key relative to the section); robot_rl.config's loader
+# prefixes the section's path, so a loaded file's error reads "safety.max_tool_speed: ...".
+def _check_limits(limits: SafetyConfig | SafetyMaxima) -> None:
+    """Every scalar limit finite and positive (the joint speed fraction at most 1); the workspace
+    box finite and non-empty. Comparisons are written so that NaN fails them."""
+    for name in SCALAR_LIMITS:
+        value = getattr(limits, name)
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            raise FieldError(name, f"must be finite and positive, got {value!r}")
+    if not limits.max_joint_speed_fraction <= 1.0:
+        raise FieldError("max_joint_speed_fraction", f"must be at most 1 (of each joint's velocity limit), "
+                                                     f"got {limits.max_joint_speed_fraction!r}")
+    for name in ("workspace_low", "workspace_high"):
+        for axis, value in enumerate(getattr(limits, name)):
+            if not (isinstance(value, (int, float)) and math.isfinite(value)):
+                raise FieldError(f"{name}[{axis}]", f"must be finite, got {value!r}")
+    if any(not lo < hi for lo, hi in zip(limits.workspace_low, limits.workspace_high)):
+        raise FieldError("workspace_low", f"must be below workspace_high on every axis, got "
+                                          f"{limits.workspace_low} and {limits.workspace_high}")
+
+
+def _check_within(limits: SafetyConfig | SafetyMaxima, maxima: SafetyMaxima | SimpleNamespace, arm: str) -> None:
+    """``limits`` (already finite) no looser than ``maxima``; the error names the key, the value
+    and whose maximum it exceeds."""
+    for name in SCALAR_LIMITS:
+        value, most = getattr(limits, name), getattr(maxima, name)
+        if not value <= most:
+            raise FieldError(name, f"must be finite and <= {most:g} ({arm} maximum), got {value!r}")
+    for axis, (lo, most_lo) in enumerate(zip(limits.workspace_low, maxima.workspace_low)):
+        if not lo >= most_lo:
+            raise FieldError(f"workspace_low[{axis}]", f"must be >= {most_lo:g} (the {arm} maximum workspace box), "
+                                                       f"got {lo!r}")
+    for axis, (hi, most_hi) in enumerate(zip(limits.workspace_high, maxima.workspace_high)):
+        if not hi <= most_hi:
+            raise FieldError(f"workspace_high[{axis}]", f"must be <= {most_hi:g} (the {arm} maximum workspace box), "
+                                                        f"got {hi!r}")
+
+
+#: The loosest limits any arm may have (the defaults of :class:`SafetyMaxima`).
+ABSOLUTE_MAXIMA = SafetyMaxima()
 
 
 @dataclass(frozen=True)
@@ -84,11 +190,13 @@ EVENT_KINDS = (
     "rate_limited_end",
     "estop_engaged",
     "estop_released",
+    "estop_release_refused",  # a release from an untrusted source (the public topic) was ignored
     "state_stale",
     "state_fresh",
     "command_stale",
     "command_fresh",
     "step_error",  # a bridge tick raised; the arm was told to hold (published by the bridge)
+    "deadline_missed",  # bridge ticks started too late; slots skipped, the arm held (bridge; rate-limited)
 )
 
 
@@ -114,6 +222,7 @@ class SafetySupervisor:
         self._output: Command | None = None  # what the arm tracked at the previous tick
         self._hold: JointCommand | None = None  # pose held while a stop condition lasts
         self._estop = False
+        self._refused_unreported, self._next_refusal_report = 0, -np.inf  # refused releases, see refuse_release
         self._state_stale = False
         self._command_stale = True  # until the first command arrives the arm holds where it is
         self._limiting: dict[str, int] = {"clipped": 0, "rate_limited": 0}
@@ -124,12 +233,28 @@ class SafetySupervisor:
     def estop_engaged(self) -> bool:
         return self._estop
 
-    def set_estop(self, engaged: bool, now: float) -> None:
-        """Engage (latched) or release the e-stop; takes effect at the next tick."""
+    def set_estop(self, engaged: bool, now: float, source: str = "") -> None:
+        """Engage (latched) or release the e-stop; takes effect at the next tick. Who may release
+        is the caller's business (the bridge: hardware/estop.py); ``source`` names the requester
+        in the event."""
         if engaged != self._estop:
             self._estop = engaged
-            self._emit(now, "estop_engaged" if engaged else "estop_released",
-                       "holding position" if engaged else "commands accepted again")
+            detail = "holding position" if engaged else "commands accepted again"
+            kind = "estop_engaged" if engaged else "estop_released"
+            self._emit(now, kind, f"{detail} ({source})" if source else detail)
+
+    def refuse_release(self, count: int, now: float, where: str) -> None:
+        """Report ``count`` release requests from ``where`` that were not honoured: one
+        ``estop_release_refused`` event per second at most (robot clock), with the count since
+        the last one, so a publisher repeating "release" cannot flood the event log."""
+        self._refused_unreported += count
+        if now < self._next_refusal_report:
+            return
+        state = "engaged, the arm keeps holding" if self._estop else "not engaged"
+        self._emit(now, "estop_release_refused",
+                   f"{self._refused_unreported} release request(s) on {where} ignored (e-stop {state}): release "
+                   f"only with `robot-rl bridge estop --release` on the bridge's host (or estop.release_from_topic)")
+        self._refused_unreported, self._next_refusal_report = 0, now + REFUSAL_REPORT_INTERVAL
 
     def submit(self, command: Command, now: float) -> bool:
         """Offer a new command from an action source; False (and a ``rejected`` event) if it is

@@ -21,7 +21,9 @@ topic                                  type                                  con
 ``/clock``                             rosgraph_msgs/Clock                   sim time, when asked
 =====================================  ====================================  ======================
 
-Commands (clients → bridge); every one passes the safety supervisor:
+Commands (clients → bridge); every one is checked by its validator
+(:mod:`robot_rl.hardware.validation`: size, type, length, finiteness, range) and then passes the
+safety supervisor:
 
 =================================================  =============================  ==================
 topic                                              type                           meaning
@@ -31,9 +33,13 @@ topic                                              type                         
 ``robot_rl/tool_target``                           geometry_msgs/PoseStamped      tool pose target
 ``robot_rl/tool_twist``                            geometry_msgs/TwistStamped     tool velocity, m/s, rad/s
 ``robot_rl/gripper_command``                       std_msgs/Float64MultiArray     ``[opening]``, m
-``robot_rl/estop``                                 std_msgs/Bool                  true: stop (latched)
+``robot_rl/estop``                                 std_msgs/Bool                  true: stop (latched) [1]_
 ``robot_rl/reset``                                 std_msgs/String (JSON)         start of an episode
 =================================================  =============================  ==================
+
+.. [1] ``false`` (release) is refused and reported as an ``estop_release_refused`` safety event:
+   anyone on the DDS domain can publish here. Release on the bridge's host with
+   ``robot-rl bridge estop --release`` (see :mod:`robot_rl.hardware.estop`).
 """
 
 from __future__ import annotations

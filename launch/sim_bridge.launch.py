@@ -1,8 +1,9 @@
 """The MuJoCo arm as a ROS 2 node: ``ros2 launch launch/sim_bridge.launch.py task:=pick``.
 
 Arguments: ``task`` (reach | push | pick | peg), ``namespace``, ``state_hz``, ``clock`` (publish
-sim time on /clock), ``cameras`` (space-separated, e.g. ``"scene wrist"``; empty for none).
-The node joins the sourced ROS 2 graph (rclpy backend, the user's DDS settings).
+sim time on /clock), ``cameras`` (space-separated, e.g. ``"scene wrist"``; empty for none),
+``backend`` (rclpy | dds), and the DDS exposure (see launch/README.md): ``network`` (loopback,
+the default, or system), ``interface``, ``domain_id``, ``security`` / ``keystore`` / ``enclave``.
 """
 
 from launch import LaunchDescription
@@ -11,16 +12,20 @@ from launch.substitutions import LaunchConfiguration
 
 
 def _bridge(context, *args, **kwargs):
+    from robot_rl.hardware.launch_env import dds_environment
+
     value = lambda name: LaunchConfiguration(name).perform(context)  # noqa: E731
-    cmd = ["robot-rl", "bridge", "--robot", "sim", "--task", value("task"), "--backend", "rclpy",
-           "--network", "system", "--state-hz", value("state_hz")]
+    env = dds_environment(value("network"), value("interface"), value("domain_id"), value("security"),
+                          value("keystore"), value("enclave"))
+    cmd = ["robot-rl", "bridge", "--robot", "sim", "--task", value("task"), "--backend", value("backend"),
+           "--network", value("network"), "--domain-id", value("domain_id"), "--state-hz", value("state_hz")]
     if value("namespace"):
         cmd += ["--namespace", value("namespace")]
     if value("clock").lower() == "true":
         cmd.append("--clock")
     if value("cameras").split():
         cmd += ["--cameras", *value("cameras").split()]
-    return [ExecuteProcess(cmd=cmd, output="screen", name="robot_rl_sim_bridge")]
+    return [ExecuteProcess(cmd=cmd, additional_env=env, output="screen", name="robot_rl_sim_bridge")]
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -30,5 +35,14 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("state_hz", default_value="500.0", description="bridge ticks per second"),
         DeclareLaunchArgument("clock", default_value="false", description="publish sim time on /clock"),
         DeclareLaunchArgument("cameras", default_value="", description='e.g. "scene wrist"'),
+        DeclareLaunchArgument("backend", default_value="rclpy", description="rclpy | dds"),
+        DeclareLaunchArgument("network", default_value="loopback",
+                              description="loopback: DDS only on 127.0.0.1 | system: other hosts too"),
+        DeclareLaunchArgument("interface", default_value="",
+                              description="with network:=system, the only interface DDS uses (e.g. eth1)"),
+        DeclareLaunchArgument("domain_id", default_value="0", description="ROS_DOMAIN_ID"),
+        DeclareLaunchArgument("security", default_value="false", description="SROS2 DDS Security, enforced"),
+        DeclareLaunchArgument("keystore", default_value="", description="SROS2 keystore (ROS_SECURITY_KEYSTORE)"),
+        DeclareLaunchArgument("enclave", default_value="/robot_rl/bridge", description="the bridge's SROS2 enclave"),
         OpaqueFunction(function=_bridge),
     ])

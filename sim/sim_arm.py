@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from importlib import resources
 from pathlib import Path
 from typing import Mapping
@@ -28,7 +29,7 @@ ARM_JOINTS = tuple(f"joint{i}" for i in range(1, 8))
 VELOCITY_LIMITS = np.array([2.175, 2.175, 2.175, 2.175, 2.61, 2.61, 2.61])
 HOME = np.array([0.0, -0.3, 0.0, -2.2, 0.0, 1.9, 0.785])
 GRIPPER_MAX_WIDTH = 0.08
-SCENES = ("reach", "push", "pick", "peg")
+SCENES = ("reach", "push", "pick", "peg", "lift")  # lift: the pick scene (scene_lift.xml includes it)
 
 
 class RenderingUnavailableError(RuntimeError):
@@ -61,7 +62,7 @@ class SimArm:
     """A simulated 7-DoF arm with a parallel gripper in a task scene.
 
     Args:
-        scene: one of ``reach``, ``push``, ``pick``, ``peg`` (MJCF under ``sim/assets``).
+        scene: one of ``reach``, ``push``, ``pick``, ``peg``, ``lift`` (MJCF under ``sim/assets``).
         config: physics/controller settings.
         cameras: camera name → (height, width) rendered into ``RobotState.images`` at every
             :meth:`advance`; empty for state-only use (no OpenGL needed).
@@ -122,11 +123,17 @@ class SimArm:
             raise ValueError(f"unknown camera {unknown[0]!r}; this scene has {', '.join(self.spec.cameras)}")
         self._renderers: dict[tuple[int, int], mujoco.Renderer] = {}
         self._command: Command = JointCommand(HOME.copy(), GRIPPER_MAX_WIDTH)
+        self._kinematics_lock = threading.Lock()  # guards the scratch data of tool_position
+        self._kinematics_data: mujoco.MjData | None = None
         self.physics_steps = 0  # total mj_step calls, for benchmarks
         self.reset(ResetRequest(HOME.copy(), GRIPPER_MAX_WIDTH))
 
     # ------------------------------------------------------------------ Robot protocol
     def reset(self, request: ResetRequest) -> RobotState:
+        """Place the arm, gripper and objects as ``request`` asks and let them settle; sim time
+        restarts at 0. A request naming an unknown object, a misshapen pose or an object that
+        cannot be grasped raises ``ValueError`` before anything is changed."""
+        self._check_reset(request)
         m, d = self.model, self.data
         mujoco.mj_resetData(m, d)
         q = np.clip(np.asarray(request.joint_positions, dtype=float), self.spec.joint_lower, self.spec.joint_upper)
@@ -178,6 +185,32 @@ class SimArm:
             objects=objects,
             images={name: self.render(name, *size, shadows=False) for name, size in self.cameras.items()},
         )
+
+    def tool_position(self, joint_positions: np.ndarray) -> np.ndarray:
+        """Tool centre point (m, base frame) with the arm at ``joint_positions``: forward
+        kinematics on a scratch copy of the state, so the simulation is not touched. Safe to call
+        from any thread (the bridge's safety checks run on transport threads as well)."""
+        q = np.asarray(joint_positions, dtype=float)
+        if q.shape != (self.spec.n_joints,):
+            raise ValueError(f"tool_position needs {self.spec.n_joints} joint positions, got shape {q.shape}")
+        with self._kinematics_lock:
+            if self._kinematics_data is None:
+                self._kinematics_data = mujoco.MjData(self.model)
+            data = self._kinematics_data
+            data.qpos[self._qpos_idx] = q
+            mujoco.mj_kinematics(self.model, data)
+            return data.site_xpos[self._tcp].copy()
+
+    def __getstate__(self) -> dict:
+        # A copy (gymnasium deep-copies make() kwargs into env.spec, robot included) gets its own
+        # kinematics scratch space; a lock cannot be copied.
+        state = self.__dict__.copy()
+        state["_kinematics_lock"], state["_kinematics_data"] = None, None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._kinematics_lock = threading.Lock()
 
     def stop(self) -> None:
         self._command = JointCommand(self.data.qpos[self._qpos_idx].copy(), float(self._command.gripper_width))
@@ -253,6 +286,18 @@ class SimArm:
                 self._command = EndEffectorCommand(np.clip(tcp, low, high), quat, self._command.gripper_width)
                 self._apply(self._command)
         self.physics_steps += n_steps
+
+    def _check_reset(self, request: ResetRequest) -> None:
+        """The checks of :meth:`_place` and :meth:`_place_in_hand`, made before a reset changes
+        anything (so a refused request leaves the simulation as it was)."""
+        known = sorted(self._free_objects) + sorted(self._mocap_objects)
+        for name, pose in request.objects.items():
+            if name not in known:
+                raise ValueError(f"scene has no object {name!r} (objects: {', '.join(known) or 'none'})")
+            if np.shape(pose) != (7,):
+                raise ValueError(f"pose of {name!r} must be (x, y, z, qw, qx, qy, qz), got shape {np.shape(pose)}")
+        if request.grasped_object is not None and request.grasped_object not in self._free_objects:
+            raise ValueError(f"cannot grasp {request.grasped_object!r}: not a free object in this scene")
 
     def _place(self, name: str, pose: np.ndarray) -> None:
         if pose.shape != (7,):

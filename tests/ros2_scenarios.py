@@ -7,8 +7,10 @@ prints one JSON line of findings; failed checks raise (non-zero exit, traceback 
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,6 +25,11 @@ from robot_rl.hardware.transport import TransportConfig, use_loopback_network  #
 
 DOMAIN = 17
 use_loopback_network()  # before anything can create a participant
+# Bridges serve their local e-stop channel in the runtime directory (hardware/estop.py); a private
+# one per run keeps concurrent runs on this host (other network namespaces) from sharing sockets
+# (tests/netns.py gives one; this covers running the file directly).
+os.environ["XDG_RUNTIME_DIR"] = tempfile.mkdtemp(prefix="robot_rl_run_")
+atexit.register(shutil.rmtree, os.environ["XDG_RUNTIME_DIR"], ignore_errors=True)
 
 import gymnasium as gym  # noqa: E402
 import numpy as np  # noqa: E402
@@ -173,8 +180,21 @@ def safety() -> dict:
         findings.update(speed_before=moving, speed_after=stopped, safety_stops=safety_stops)
         assert moving > 0.2 and stopped < 0.01 and safety_stops == 5, findings
         assert "e-stop is engaged" in findings.get("reset_while_stopped", ""), findings
+        # Releasing over the public topic is refused (reported); the arm stays stopped.
         estop_pub.publish(raw.message("std_msgs/msg/Bool", data=False))
-        wait_event(arm, "estop_released")
+        findings["topic_release"] = wait_event(arm, "estop_release_refused")["detail"]
+        assert arm.safety_stopped and tool_speed(arm, 0.2) < 0.01, findings
+        try:
+            arm.advance(0.1)
+            raise AssertionError("a step went through after a refused release")
+        except SafetyStopError:
+            pass
+        # Released by the local command on this host (the bridge's Unix socket).
+        release = subprocess.run([sys.executable, "-m", "robot_rl.cli", "bridge", "estop", "--release",
+                                  "--domain-id", str(DOMAIN)], capture_output=True, text=True, timeout=60)
+        assert release.returncode == 0, release.stderr
+        findings["local_release"] = json.loads(release.stdout)
+        findings["released_by"] = wait_event(arm, "estop_released")["detail"]
         assert not arm.safety_stopped
         arm.command(EndEffectorCommand(state.ee_pos, state.ee_quat, 0.04))
         arm.advance(0.1)  # released: steps go through again

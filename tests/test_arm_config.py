@@ -13,6 +13,7 @@ import yaml
 
 from robot_rl.config import ConfigError
 from robot_rl.hardware.arm_config import arm_kinematics, load_arm_config, to_robot_spec
+from robot_rl.hardware.safety import ABSOLUTE_MAXIMA
 from robot_rl.robot import RobotSpec
 
 CONFIGS = resources.files("robot_rl.hardware") / "configs"
@@ -109,6 +110,23 @@ BAD = [
     ("unknown tcp key", _set(_franka(), "tcp", {"offset": [0, 0, 0.2]}), ["tcp.offset", "unknown key"]),
     ("missing required key", _drop("joint_names"), ["joint_names", "required key missing"]),
     ("section not a mapping", _set(_franka(), "state", "/joint_states"), ["state", "expected a mapping"]),
+    # Safety limits: finite, positive, no looser than the arm's maxima, which lie within the absolute ones.
+    ("safety looser than maxima", _set(_franka(), "safety.max_tool_speed", 0.8),
+     ["safety.max_tool_speed", "<= 0.5", "franka_fr3 maximum", "0.8"]),
+    ("NaN safety limit", _set(_franka(), "safety.command_timeout", float("nan")), ["safety.command_timeout", "nan"]),
+    ("inf safety limit", _set(_franka(), "safety.max_tool_speed", float("inf")), ["safety.max_tool_speed", "inf"]),
+    ("negative safety limit", _set(_franka(), "safety.state_timeout", -0.05), ["safety.state_timeout", "positive"]),
+    ("joint speed fraction above 1", _set(_franka(), "safety.max_joint_speed_fraction", 1.5),
+     ["safety.max_joint_speed_fraction", "at most 1"]),
+    ("watchdog slower than maximum", _set(_franka(), "safety.command_timeout", 3.0),
+     ["safety.command_timeout", "<= 1", "franka_fr3 maximum"]),
+    ("workspace beyond the maximum box", _set(_franka(), "safety.workspace_high", [0.75, 0.35, 1.5]),
+     ["safety.workspace_high[2]", "<= 1.19"]),
+    ("maxima above the absolute ones", _set(_franka(), "safety_maxima.max_tool_speed", 3.0),
+     ["safety_maxima.max_tool_speed", "absolute maximum"]),
+    ("NaN maximum", _set(_franka(), "safety_maxima.state_timeout", float("nan")), ["safety_maxima.state_timeout"]),
+    ("infinite joint velocity", _set(_franka(), "joint_velocity_limit", [2.62] * 6 + [float("inf")]),
+     ["joint_velocity_limit[6]", "finite"]),
 ]
 
 
@@ -131,3 +149,38 @@ def test_unreadable_and_non_mapping_files(tmp_path):
     path.write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="top level must be a mapping"):
         load_arm_config(path)
+
+
+@pytest.mark.parametrize("arm", sorted(SHIPPED))
+def test_shipped_configs_declare_maxima_that_bound_their_limits(arm):
+    config = load_arm_config(Path(str(CONFIGS / f"{arm}.yaml")))
+    assert "safety_maxima" in yaml.safe_load((CONFIGS / f"{arm}.yaml").read_text())  # explicit, not the defaults
+    maxima = config.safety_maxima
+    assert maxima.max_joint_speed_fraction <= 1.0 and maxima.max_tool_speed <= ABSOLUTE_MAXIMA.max_tool_speed
+    config.safety.check_within(maxima, config.name)
+
+
+@pytest.mark.parametrize("key, tight, loose", [
+    ("max_tool_speed", 0.1, 0.8), ("command_timeout", 0.2, 2.0), ("state_timeout", 0.02, 0.2),
+    ("max_joint_speed_fraction", 0.2, 1.5), ("max_tool_rotation_speed", 0.5, 2.5),
+])
+def test_bridge_layers_tighten_an_arms_limits_but_never_loosen_them(key, tight, loose):
+    from robot_rl.hardware.node import load_bridge_config
+
+    franka = str(CONFIGS / "franka.yaml")
+    assert getattr(load_bridge_config(None, {"safety": {key: tight}}, franka).safety, key) == tight
+    with pytest.raises(ConfigError) as info:
+        load_bridge_config(None, {"safety": {key: loose}}, franka)
+    assert f"safety.{key}" in str(info.value) and repr(loose) in str(info.value)
+    for removed in (float("inf"), float("nan")):
+        with pytest.raises(ConfigError, match=rf"safety\.{key}"):
+            load_bridge_config(None, {"safety": {key: removed}}, franka)
+
+
+def test_bridge_config_file_cannot_move_the_workspace_past_the_arm(tmp_path):
+    from robot_rl.hardware.node import load_bridge_config
+
+    bridge_yaml = tmp_path / "bridge.yaml"
+    bridge_yaml.write_text("safety:\n  workspace_low: [-0.9, -0.35, 0.05]\n")
+    with pytest.raises(ConfigError, match=r"safety\.workspace_low\[0\]: must be >= -0\.85 \(the ur5e maximum"):
+        load_bridge_config(bridge_yaml, None, str(CONFIGS / "ur5e.yaml"))

@@ -52,6 +52,9 @@ def test_safety_supervisor_in_the_bridge():
     assert findings["speed_before"] > 0.2 and findings["speed_after"] < 0.01
     assert findings["safety_stops"] == 5  # every step while the e-stop is engaged raises SafetyStopError
     assert "e-stop is engaged" in findings["reset_while_stopped"]
+    assert "ignored" in findings["topic_release"]  # data: false on robot_rl/estop is refused, and reported
+    assert findings["local_release"]["estop_engaged"] is False  # robot-rl bridge estop --release (Unix socket)
+    assert "local request by uid" in findings["released_by"]
     assert "outside limits" in findings["clipped"]
     assert findings["hold_error_after_nan_rad"] < 0.02
     assert findings["states_in_5s_after_client_kill"] > 2250  # a dead client does not stall the bridge

@@ -29,14 +29,24 @@ NAN, INF = float("nan"), float("inf")
 
 
 class MemoryTransport:
-    """Publish/subscribe in memory: publishers keep what they sent, tests call the callbacks."""
+    """Publish/subscribe in memory: publishers keep what they sent, tests call the callbacks
+    (``raw`` subscriptions get the CDR bytes a DDS reader would, from the real serialiser)."""
 
     def __init__(self) -> None:
         self.sent: dict[str, list[Any]] = defaultdict(list)
         self.callbacks: dict[str, Callable[[Any], None]] = {}
+        self.raw: set[str] = set()
+        self.deserialized: list[str] = []  # type names deserialize was called for
+        self.deserialize_hook: Callable[[str], None] | None = None  # e.g. to make deserialising slow
 
     def message(self, type_name: str, **fields: Any) -> Any:
         return messages.new_message(type_name, **fields)
+
+    def deserialize(self, type_name: str, data: bytes) -> Any:
+        self.deserialized.append(type_name)
+        if self.deserialize_hook is not None:
+            self.deserialize_hook(type_name)
+        return messages.deserialize(type_name, data)
 
     def publisher(self, topic: str, type_name: str, qos: Any = None) -> Any:
         sent = self.sent[topic]
@@ -47,8 +57,11 @@ class MemoryTransport:
 
         return Publisher()
 
-    def subscribe(self, topic: str, type_name: str, callback: Callable[[Any], None], qos: Any = None) -> Any:
+    def subscribe(self, topic: str, type_name: str, callback: Callable[[Any], None], qos: Any = None,
+                  raw: bool = False) -> Any:
         self.callbacks[topic] = callback
+        if raw:
+            self.raw.add(topic)
 
         class Subscription:
             def close(self) -> None:
@@ -57,7 +70,12 @@ class MemoryTransport:
         return Subscription()
 
     def deliver(self, topic: str, type_name: str, **fields: Any) -> None:
-        self.callbacks[topic](self.message(type_name, **fields))
+        message = self.message(type_name, **fields)
+        self.callbacks[topic](messages.serialize(message) if topic in self.raw else message)
+
+    def deliver_bytes(self, topic: str, data: bytes) -> None:
+        assert topic in self.raw
+        self.callbacks[topic](data)
 
     def events(self) -> list[dict]:
         return [json.loads(m.data) for m in self.sent[topics.SAFETY_EVENTS]]
@@ -92,7 +110,7 @@ class RecordingArm:
 def bridge(make_arm):
     arm = RecordingArm(make_arm("reach"))
     transport = MemoryTransport()
-    node = ArmBridge(arm, transport, BridgeConfig(real_time=False))
+    node = ArmBridge(arm, transport, BridgeConfig(real_time=False), tool_position=arm.tool_position)
     yield node
     node.close()
 
@@ -140,6 +158,27 @@ BAD_MESSAGES = {
                          {"joint_names": JOINTS, "points": [point([0.0] * 7, 1.0), point([0.0] * 7, 0.5)]}),
     "trajectory_names": (topics.JOINT_TRAJECTORY, "trajectory_msgs/msg/JointTrajectory",
                          {"joint_names": JOINTS[:6] + ["joint1"], "points": [point([0.0] * 7, 0.5)]}),
+    "trajectory_no_points": (topics.JOINT_TRAJECTORY, "trajectory_msgs/msg/JointTrajectory",
+                             {"joint_names": JOINTS, "points": []}),
+    "trajectory_far": (topics.JOINT_TRAJECTORY, "trajectory_msgs/msg/JointTrajectory",
+                       {"joint_names": JOINTS, "points": [point([-1e6] * 7, 0.5), point([1e6] * 7, 1.0)]}),
+    "trajectory_velocity_nan": (topics.JOINT_TRAJECTORY, "trajectory_msgs/msg/JointTrajectory",
+                                {"joint_names": JOINTS, "points": [messages.new_message(
+                                    "trajectory_msgs/msg/JointTrajectoryPoint", positions=[0.0] * 7,
+                                    velocities=[NAN] * 7, time_from_start=messages.new_message(
+                                        "builtin_interfaces/msg/Duration", sec=1))]}),
+    "joints_long": (topics.JOINT_POSITION_COMMAND, "std_msgs/msg/Float64MultiArray", {"data": [0.0] * 8}),
+    "joints_degrees": (topics.JOINT_POSITION_COMMAND, "std_msgs/msg/Float64MultiArray",
+                       {"data": [0.0, -17.0, 0.0, -126.0, 0.0, 109.0, 45.0]}),
+    "tool_target_millimetres": (topics.TOOL_TARGET, "geometry_msgs/msg/PoseStamped",
+                                {"pose": pose([500.0, 0.0, 300.0, 0.0, 1.0, 0.0, 0.0])}),
+    "tool_target_other_frame": (topics.TOOL_TARGET, "geometry_msgs/msg/PoseStamped",
+                                {"pose": pose(HOME_TOOL), "header": messages.new_message(
+                                    "std_msgs/msg/Header", frame_id="tool0")}),
+    "twist_huge": (topics.TOOL_TWIST, "geometry_msgs/msg/TwistStamped",
+                   {"twist": messages.new_message("geometry_msgs/msg/Twist", linear=messages.new_message(
+                       "geometry_msgs/msg/Vector3", x=1e300, y=1e300))}),
+    "gripper_millimetres": (topics.GRIPPER_COMMAND, "std_msgs/msg/Float64MultiArray", {"data": [40.0]}),
 }
 BAD_RESETS = {
     "reset_nan": ({**RESET_OK, "joint_positions": [NAN] + RESET_OK["joint_positions"][1:]}, 7),
@@ -152,9 +191,20 @@ BAD_RESETS = {
     "reset_not_json": ("{joint_positions: [", None),
     "reset_list": ([1, 2, 3], None),
 }
+# Readable resets that this arm cannot carry out as sent (checked by the bridge, not conversions).
+BAD_RESET_POSES = {
+    "reset_3_joints": ({**RESET_OK, "joint_positions": [0.0, 0.0, 0.0]}, 7),
+    "reset_outside_joint_limits": ({**RESET_OK, "joint_positions": [3.5] + RESET_OK["joint_positions"][1:]}, 7),
+    "reset_tool_outside_box": ({**RESET_OK, "joint_positions": [1.5] + RESET_OK["joint_positions"][1:]}, 7),
+    "reset_unknown_object": ({**RESET_OK, "objects": {"teapot": [0.5, 0.0, 0.1, 1.0, 0.0, 0.0, 0.0]}}, 7),
+    "reset_zero_quaternion": ({**RESET_OK, "objects": {"goal": [0.5, 0.0, 0.1, 0.0, 0.0, 0.0, 0.0]}}, 7),
+    "reset_gripper_millimetres": ({**RESET_OK, "gripper_width": 40.0}, 7),
+    "reset_grasp_a_fixture": ({**RESET_OK, "grasped_object": "goal"}, 7),  # only SimArm knows goal is not free
+}
 
 
 def run_ticks(node: ArmBridge, n: int) -> None:
+    assert node.wait_until_checked()  # trajectories are checked on the bridge's parser thread
     for _ in range(n):
         node.step()
 
@@ -181,9 +231,9 @@ def test_malformed_commands_are_refused_at_the_edge(bridge, name):
     assert_held_still(bridge)
 
 
-@pytest.mark.parametrize("name", sorted(BAD_RESETS))
+@pytest.mark.parametrize("name", sorted(BAD_RESETS) + sorted(BAD_RESET_POSES))
 def test_malformed_resets_are_refused_and_answered(bridge, name):
-    body, request_id = BAD_RESETS[name]
+    body, request_id = BAD_RESETS.get(name) or BAD_RESET_POSES[name]
     run_ticks(bridge, 50)
     before = bridge.robot.read_state()
     bridge.transport.deliver(topics.RESET, "std_msgs/msg/String",
@@ -219,6 +269,95 @@ def test_a_valid_reset_still_works(bridge):
     answers = [json.loads(m.data) for m in bridge.transport.sent[topics.RESET_DONE]]
     assert answers and answers[0]["id"] == 7 and "error" not in answers[0]
     assert bridge.stats.commands_rejected == 0
+
+
+def test_a_huge_trajectory_is_refused_from_its_size_alone(bridge):
+    """200k points (16 MB) are refused by their size; 20k empty points (under the byte limit) by the
+    count read from the bytes: neither is deserialised, and nothing else is held up."""
+    import struct
+
+    empty = messages.serialize(messages.new_message("trajectory_msgs/msg/JointTrajectory", joint_names=JOINTS))
+    huge = bytearray(empty) + bytes(200_000 * 80)
+    huge[len(empty) - 4:len(empty)] = struct.pack("<I", 200_000)
+    bridge.transport.deliver_bytes(topics.JOINT_TRAJECTORY, bytes(huge))
+    bridge.transport.deliver(topics.JOINT_TRAJECTORY, "trajectory_msgs/msg/JointTrajectory", joint_names=JOINTS,
+                             points=[point([], 1.0)] * 20_000)
+    run_ticks(bridge, 3)
+    assert bridge.transport.deserialized == []
+    details = [e["detail"] for e in bridge.transport.events() if e["kind"] == "rejected"]
+    assert "larger than" in details[0] and "20000 points" in details[1]
+    assert bridge.stats.rejected_by_kind == {"trajectory": 2}
+    assert_held_still(bridge)
+
+
+def test_a_trajectory_checked_late_does_not_replace_a_newer_command(bridge):
+    """Trajectories are checked on the parser thread: one that arrived first but was checked last
+    must not replace the command that arrived after it."""
+    import time
+
+    start = bridge.robot.read_state().joint_pos
+    bridge.transport.deserialize_hook = lambda type_name: time.sleep(0.3) if "Trajectory" in type_name else None
+    far = start + np.array([0.3, 0, 0, 0, 0, 0, 0])
+    bridge.transport.deliver(topics.JOINT_TRAJECTORY, "trajectory_msgs/msg/JointTrajectory", joint_names=JOINTS,
+                             points=[point(far, 0.2)])
+    near = start + np.array([0.05, 0, 0, 0, 0, 0, 0])
+    bridge.transport.deliver(topics.JOINT_POSITION_COMMAND, "std_msgs/msg/Float64MultiArray", data=near.tolist())
+    bridge.step()  # the joint command is in force; the trajectory is still being checked
+    run_ticks(bridge, 300)
+    assert bridge.stats.commands_received == 2 and bridge.stats.commands_rejected == 0
+    assert np.allclose(bridge.robot.read_state().joint_pos, near, atol=5e-3)
+
+
+def test_a_trajectory_checked_after_a_reset_is_dropped(bridge):
+    import time
+
+    bridge.transport.deserialize_hook = lambda type_name: time.sleep(0.3) if "Trajectory" in type_name else None
+    start = bridge.robot.read_state().joint_pos
+    bridge.transport.deliver(topics.JOINT_TRAJECTORY, "trajectory_msgs/msg/JointTrajectory", joint_names=JOINTS,
+                             points=[point(start + 0.2, 0.2)])
+    bridge.transport.deliver(topics.RESET, "std_msgs/msg/String", data=json.dumps(RESET_OK))
+    bridge.step()  # the reset
+    run_ticks(bridge, 200)
+    assert np.allclose(bridge.robot.read_state().joint_pos, RESET_OK["joint_positions"], atol=5e-3)
+
+
+def test_trajectories_beyond_the_parser_queue_are_refused(bridge):
+    import threading
+
+    busy, release = threading.Event(), threading.Event()
+    bridge.transport.deserialize_hook = lambda type_name: (busy.set(), release.wait(10))
+    start = bridge.robot.read_state().joint_pos
+    for i in range(10):  # one being checked, MAX_TRAJECTORIES_WAITING (8) waiting, one refused
+        bridge.transport.deliver(topics.JOINT_TRAJECTORY, "trajectory_msgs/msg/JointTrajectory",
+                                 joint_names=JOINTS, points=[point(start, 0.5)])
+        if i == 0:
+            assert busy.wait(10)
+    assert bridge.stats.commands_rejected == 1 and bridge.stats.rejected_by_kind == {"trajectory": 1}
+    release.set()
+    run_ticks(bridge, 2)
+    assert bridge.stats.commands_received == 10
+    assert "waiting to be checked" in [e for e in bridge.transport.events() if e["kind"] == "rejected"][0]["detail"]
+
+
+def test_a_flood_of_bad_messages_is_counted_and_summed_up_in_one_tick(bridge):
+    from robot_rl.hardware.bridge import MAX_REJECTED_EVENTS_PER_TICK
+
+    for _ in range(MAX_REJECTED_EVENTS_PER_TICK + 150):
+        bridge.transport.deliver(topics.JOINT_POSITION_COMMAND, "std_msgs/msg/Float64MultiArray", data=[NAN] * 7)
+    run_ticks(bridge, 2)
+    rejected = [e["detail"] for e in bridge.transport.events() if e["kind"] == "rejected"]
+    assert len(rejected) == MAX_REJECTED_EVENTS_PER_TICK + 1 and rejected[-1].startswith("150 more messages refused")
+    assert bridge.stats.commands_rejected == MAX_REJECTED_EVENTS_PER_TICK + 150
+
+
+def test_a_non_unit_quaternion_is_normalised_and_followed(bridge):
+    state = bridge.robot.read_state()
+    target = state.ee_pos + np.array([0.0, 0.03, 0.0])
+    bridge.transport.deliver(topics.TOOL_TARGET, "geometry_msgs/msg/PoseStamped",
+                             pose=pose(np.concatenate([target, 3.0 * state.ee_quat])))
+    run_ticks(bridge, 300)
+    assert bridge.stats.commands_rejected == 0
+    assert np.linalg.norm(bridge.robot.read_state().ee_pos - target) < 5e-3
 
 
 def test_conversions_reset_checks():

@@ -4,11 +4,13 @@ A unit test of one class: states are built by hand (no robot needed)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from robot_rl.config import ConfigError
-from robot_rl.hardware.safety import SafetyConfig, SafetySupervisor
+from robot_rl.hardware.safety import ABSOLUTE_MAXIMA, SafetyConfig, SafetyMaxima, SafetySupervisor
 from robot_rl.robot import EndEffectorCommand, JointCommand, RobotSpec, RobotState
 
 DT = 0.002
@@ -172,3 +174,52 @@ def test_config_is_validated():
         SafetyConfig(workspace_low=(1, 0, 0), workspace_high=(0, 1, 1))
     with pytest.raises(ConfigError, match="command_timeout"):
         SafetyConfig(command_timeout=0.0)
+
+
+# --------------------------------------------------------------------------- limits validated as a whole
+LIMIT_KEYS = ("max_tool_speed", "max_tool_rotation_speed", "max_joint_speed_fraction", "max_gripper_speed",
+              "state_timeout", "command_timeout", "rate_limit_report_after")
+
+
+@pytest.mark.parametrize("key", LIMIT_KEYS)
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf"), -0.1, 0.0, 1e6],
+                         ids=["nan", "inf", "-inf", "negative", "zero", "too_large"])
+def test_every_limit_must_be_finite_positive_and_within_the_absolute_maximum(key, bad):
+    with pytest.raises(ConfigError) as info:
+        SafetyConfig(**{key: bad})
+    assert info.value.args[0].startswith(f"{key}: ") and repr(bad) in str(info.value)
+
+
+@pytest.mark.parametrize("key, bad", [("workspace_low", (0.25, float("nan"), 0.005)),
+                                      ("workspace_high", (0.75, 0.35, float("inf"))),
+                                      ("workspace_low", (-5.0, -0.35, 0.005))])
+def test_the_workspace_box_must_be_finite_and_bounded(key, bad):
+    with pytest.raises(ConfigError, match=key):
+        SafetyConfig(**{key: bad})
+
+
+def test_the_joint_speed_fraction_is_at_most_one():
+    with pytest.raises(ConfigError, match="max_joint_speed_fraction: must be at most 1"):
+        SafetyConfig(max_joint_speed_fraction=1.01)
+    assert SafetyConfig(max_joint_speed_fraction=1.0).max_joint_speed_fraction == 1.0
+
+
+def test_limits_are_tightened_but_never_loosened_past_an_arms_maxima():
+    maxima = SafetyMaxima(max_tool_speed=0.5, command_timeout=1.0, workspace_low=(0.0, -0.5, 0.0),
+                          workspace_high=(1.0, 0.5, 1.0))
+    tight = SafetyConfig(workspace_low=(0.3, -0.2, 0.1), workspace_high=(0.7, 0.2, 0.5), max_tool_speed=0.1,
+                         max_joint_speed_fraction=0.2, command_timeout=0.2, state_timeout=0.01)
+    tight.check_within(maxima, "test_arm")  # tighter everywhere: fine
+    for change, key in (({"max_tool_speed": 0.6}, "max_tool_speed"), ({"command_timeout": 2.0}, "command_timeout"),
+                        ({"workspace_high": (1.2, 0.2, 0.5)}, r"workspace_high\[0\]"),
+                        ({"workspace_low": (0.3, -0.2, -0.1)}, r"workspace_low\[2\]")):
+        loose = SafetyConfig(**{**dataclasses.asdict(tight), **change})
+        with pytest.raises(ConfigError, match=rf"^safety\.{key}: must be .*\(.*test_arm maximum"):
+            loose.check_within(maxima, "test_arm")
+
+
+def test_an_arms_maxima_lie_within_the_absolute_ones():
+    assert SafetyMaxima() == ABSOLUTE_MAXIMA
+    for key, bad in (("max_tool_speed", 2.0), ("command_timeout", float("nan")), ("max_joint_speed_fraction", 1.5)):
+        with pytest.raises(ConfigError, match=key):
+            SafetyMaxima(**{key: bad})

@@ -7,7 +7,9 @@ Threading: every subscription callback runs on a background thread owned by the 
 on the publisher's thread. Callbacks get one message at a time; messages of one subscription
 arrive in the order they were received, and all callbacks of one transport run on the same
 thread, so a slow callback delays the others (hand heavy work to your own thread). An exception
-raised by a callback is logged (logger ``robot_rl.hardware.transport``) and delivery goes on.
+raised by a callback is logged (logger ``robot_rl.hardware.transport``) and delivery goes on;
+so is a message that cannot be deserialised (it is dropped). Subscribers that must bound the cost
+of what remote publishers send (the arm bridge) subscribe ``raw`` and deserialise themselves.
 ``publish`` may be called from any thread, including from inside a callback.
 
 Topic names follow ROS 2 name resolution (``TransportConfig.namespace`` plays the node
@@ -68,9 +70,18 @@ class Transport(Protocol):
         """A publisher of ``type_name`` (``"sensor_msgs/msg/JointState"``) on ``topic``."""
 
     def subscribe(
-        self, topic: str, type_name: str, callback: Callable[[Any], None], qos: QoS = DEFAULT_QOS
+        self, topic: str, type_name: str, callback: Callable[[Any], None], qos: QoS = DEFAULT_QOS,
+        raw: bool = False,
     ) -> Subscription:
-        """Call ``callback(msg)`` on the delivery thread for every message received on ``topic``."""
+        """Call ``callback(msg)`` on the delivery thread for every message received on ``topic``.
+
+        With ``raw``, ``callback`` gets the serialised message instead (``bytes``: CDR with its
+        4-byte encapsulation header), so that it can check the size of what a remote publisher
+        sent before paying for deserialising it with :meth:`deserialize`."""
+
+    def deserialize(self, type_name: str, data: bytes) -> Any:
+        """The message of this backend serialised in ``data`` (what a ``raw`` subscription gets);
+        raises if the bytes are not a ``type_name``."""
 
     def message(self, type_name: str, **fields: Any) -> Any:
         """A message object of this backend with ``fields`` set, the rest default."""

@@ -13,7 +13,8 @@ per subscription, off the caller's thread, like the DDS backend.
 otherwise it sets the standard ROS variable (``ROS_LOCALHOST_ONLY=1`` on Humble,
 ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST`` on Iron and newer). Like the DDS backend's setting
 this is process-wide, and it only applies if no other rclpy context of the process started DDS
-before.
+before. UDP sockets the RMW opens on a wildcard address while the node is created are bound to
+the loopback device, as with the DDS backend (:func:`.network.loopback_sockets_only`).
 
 Messages are the native ``rosidl`` classes. :meth:`RclpyTransport.message` also accepts, as field
 values, messages generated for the DDS backend (e.g. :func:`~.messages.stamp`), ``bytes`` for
@@ -25,6 +26,7 @@ for both backends).
 from __future__ import annotations
 
 import array
+import contextlib
 import dataclasses
 import logging
 import os
@@ -38,7 +40,7 @@ from robot_rl.hardware.transport.base import (
     TransportConfig,
     resolve_topic,
 )
-from robot_rl.hardware.transport.network import use_loopback_network
+from robot_rl.hardware.transport.network import loopback_sockets_only, use_loopback_network
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -52,13 +54,14 @@ class RclpySubscription:
     """A native subscription whose callback is never called once :meth:`close` has returned."""
 
     def __init__(self, node: Any, topic: str, msg_type: type, callback: Callable[[Any], None],
-                 qos_profile: Any) -> None:
+                 qos_profile: Any, raw: bool = False) -> None:
         self._node = node
         self._callback = callback
         self._lock = threading.RLock()  # held while the callback runs; re-entrant for self-close
         self._closed = False
         self.topic = topic
-        self._subscription = node.create_subscription(msg_type, topic, self._deliver, qos_profile)
+        # raw: rclpy hands over the serialised message (bytes) and deserialises nothing
+        self._subscription = node.create_subscription(msg_type, topic, self._deliver, qos_profile, raw=raw)
 
     def _deliver(self, msg: Any) -> None:
         with self._lock:
@@ -104,8 +107,11 @@ class RclpyTransport:
             else:
                 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
         self._context = Context()
-        rclpy.init(args=[], context=self._context, domain_id=config.domain_id)
-        self._node = rclpy.create_node(config.node_name, namespace=config.namespace or "/", context=self._context)
+        # The RMW opens its sockets here; in loopback mode wildcard ones are pinned to the
+        # loopback device (network.py: Cyclone binds them to 0.0.0.0 whatever its config says).
+        with loopback_sockets_only() if config.network == "loopback" else contextlib.nullcontext():
+            rclpy.init(args=[], context=self._context, domain_id=config.domain_id)
+            self._node = rclpy.create_node(config.node_name, namespace=config.namespace or "/", context=self._context)
         self._executor = SingleThreadedExecutor(context=self._context)
         self._executor.add_node(self._node)
         self._subscriptions: list[RclpySubscription] = []
@@ -124,12 +130,19 @@ class RclpyTransport:
         return self._node.create_publisher(self._get_message(type_name), self._resolve(topic), self._profile(qos))
 
     def subscribe(self, topic: str, type_name: str, callback: Callable[[Any], None],
-                  qos: QoS = DEFAULT_QOS) -> RclpySubscription:
-        """Call ``callback(msg)`` on the executor thread for each message on ``topic``."""
+                  qos: QoS = DEFAULT_QOS, raw: bool = False) -> RclpySubscription:
+        """Call ``callback(msg)`` on the executor thread for each message on ``topic`` (with
+        ``raw``: ``callback(bytes)``, the serialised message; see :meth:`deserialize`)."""
         subscription = RclpySubscription(self._node, self._resolve(topic), self._get_message(type_name),
-                                         callback, self._profile(qos))
+                                         callback, self._profile(qos), raw)
         self._subscriptions.append(subscription)
         return subscription
+
+    def deserialize(self, type_name: str, data: bytes) -> Any:
+        """The native message in ``data``, the bytes a ``raw`` subscription delivers."""
+        from rclpy.serialization import deserialize_message
+
+        return deserialize_message(bytes(data), self._get_message(type_name))
 
     def close(self) -> None:
         """Stop the executor thread, destroy the node and shut the private context down."""

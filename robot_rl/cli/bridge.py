@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from robot_rl.cli.common import CommandError, add_set_option, positive_float, task_name
+from robot_rl.cli.estop import add_estop_command
 from robot_rl.config import deep_merge, parse_overrides
 
 
@@ -22,7 +23,8 @@ def bridge(args: argparse.Namespace) -> int:
     shortcuts: dict[str, Any] = {}
     for key, value in (("state_hz", args.state_hz), ("publish_clock", args.clock or None),
                        ("cameras", args.cameras), ("compressed_images", args.compressed or None),
-                       ("events_log", args.events_log and str(args.events_log))):
+                       ("events_log", args.events_log and str(args.events_log)),
+                       ("realtime_scheduling", args.realtime or None), ("loop_cpu", args.loop_cpu)):
         if value is not None:
             shortcuts[key] = value
     transport = {key: value for key, value in (("backend", args.backend), ("domain_id", args.domain_id),
@@ -36,13 +38,19 @@ def bridge(args: argparse.Namespace) -> int:
         print(json.dumps({"bridge": "ready", "robot": robot, "task": args.task, "joints": list(node.robot.spec.joint_names),
                           "state_hz": node.config.state_hz, "backend": type(node.transport).__name__,
                           "namespace": config.transport.namespace or "/", "domain_id": config.transport.domain_id,
-                          "network": config.transport.network}), file=sys.stderr, flush=True)
+                          "network": config.transport.network, "realtime_scheduling": config.realtime_scheduling}),
+              file=sys.stderr, flush=True)
 
     stats = serve(robot, task_name(args.task), config, args.duration, on_ready=ready)
-    tick_ms = stats.tick_ms()
+    tick_ms, lateness_ms = stats.tick_ms(), stats.lateness_ms()
     print(json.dumps({"bridge": "stopped", "ticks": stats.ticks, "overruns": stats.overruns,
-                      "worst_lateness_ms": round(stats.worst_lateness * 1e3, 3), "stale_ticks": stats.stale_ticks,
+                      "ticks_skipped": stats.ticks_skipped, "deadline_misses": stats.deadline_misses,
+                      "lateness_p50_ms": lateness_ms["p50"], "lateness_p99_ms": lateness_ms["p99"],
+                      "worst_lateness_ms": round(stats.worst_lateness * 1e3, 3), "scheduling": stats.scheduling,
+                      "stale_ticks": stats.stale_ticks,
                       "commands_received": stats.commands_received, "commands_rejected": stats.commands_rejected,
+                      "resets_received": stats.resets_received, "received_by_kind": stats.received_by_kind,
+                      "rejected_by_kind": stats.rejected_by_kind,
                       "step_errors": stats.step_errors, "tick_p50_ms": tick_ms["p50"], "tick_p99_ms": tick_ms["p99"],
                       "tick_max_ms": tick_ms["max"], "frames_published": stats.frames_published,
                       "frames_dropped": stats.frames_dropped, "camera_errors": stats.camera_errors}),
@@ -76,6 +84,11 @@ def add_bridge_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="loopback: DDS only on 127.0.0.1; system: your CYCLONEDDS_URI / ROS settings")
     parser.add_argument("--namespace", help="namespace of every relative topic, e.g. /arm1")
     parser.add_argument("--duration", type=positive_float, help="stop after this many seconds")
+    parser.add_argument("--realtime", action="store_true",
+                        help="SCHED_FIFO for the control loop thread (bridge.realtime_priority, 50) where permitted "
+                             "(root, CAP_SYS_NICE or an rtprio limit); otherwise a nice boost or nothing, logged")
+    parser.add_argument("--loop-cpu", type=int, metavar="CPU", help="pin the control loop thread to this CPU")
     add_set_option(parser, "safety.command_timeout=1.0 safety.max_tool_speed=0.3 (a hardware config's "
                            "safety section is the base these override)")
     parser.set_defaults(handler=bridge)
+    add_estop_command(parser.add_subparsers(dest="bridge_command", metavar="COMMAND", title="commands"))
