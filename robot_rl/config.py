@@ -4,11 +4,20 @@ Configs are plain dataclasses. :func:`load_dataclass` turns a YAML mapping into 
 every key and type, and errors name the offending key *and* the file it came from, e.g.
 ``ConfigError: tasks/reach.yaml: control.pos_scale: expected float, got str ('fast')``.
 ``--set a.b=c`` overrides are parsed with YAML scalar rules (:func:`parse_overrides`).
+
+Values are checked as completely as types allow before any work starts: every float must be
+finite (YAML's ``.nan`` and ``.inf`` are rejected on load), and a numeric field declared with
+:func:`bounded` must lie in its range, e.g. ``actor_lr: float = bounded(3e-4, gt=0)`` or
+``hidden_sizes: tuple[int, ...] = bounded((256, 256), ge=1)`` (each item). Config classes
+derive from :class:`CheckedConfig`, whose ``__post_init__`` runs those checks, so a config
+built in Python is checked like one loaded from YAML. Rules that relate several fields stay in
+the class's own ``__post_init__`` (after ``super().__post_init__()``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -20,7 +29,67 @@ T = TypeVar("T")
 
 
 class ConfigError(ValueError):
-    """A configuration value is missing, unknown or of the wrong type."""
+    """A configuration value is missing, unknown, of the wrong type or out of range."""
+
+
+class FieldError(ConfigError):
+    """One field's value is out of range; :func:`from_dict` prefixes ``key`` with the path of its
+    section, so the message reads ``agent.actor_lr: must be > 0, got -1.0``."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"{key}: {problem}")
+        self.key, self.problem = key, problem
+
+
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """The allowed values of a numeric field: bounds, each inclusive or exclusive (None: open)."""
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+
+    def contains(self, value: float) -> bool:
+        # Written as positive conditions so that NaN, which compares False, never passes.
+        return ((self.ge is None or value >= self.ge) and (self.gt is None or value > self.gt)
+                and (self.le is None or value <= self.le) and (self.lt is None or value < self.lt))
+
+    def __str__(self) -> str:
+        bounds = ((">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt))
+        return " and ".join(f"{op} {bound:g}" for op, bound in bounds if bound is not None)
+
+
+def bounded(default: Any, *, ge: float | None = None, gt: float | None = None, le: float | None = None,
+            lt: float | None = None) -> Any:
+    """A dataclass field whose value (or, for a tuple, each item) must lie in the given bounds,
+    checked by :class:`CheckedConfig`: ``bounded(3e-4, gt=0)``, ``bounded(0.99, gt=0, le=1)``."""
+    return dataclasses.field(default=default, metadata={"range": Range(ge, gt, le, lt)})
+
+
+def check_fields(config: Any) -> None:
+    """Raise :class:`FieldError` for the first field of dataclass ``config`` whose value is a
+    non-finite float or lies outside its :func:`bounded` range (tuples: item by item)."""
+    for spec in dataclasses.fields(config):
+        value = getattr(config, spec.name)
+        items = list(enumerate(value)) if isinstance(value, tuple) else [(None, value)]
+        bounds: Range | None = spec.metadata.get("range")
+        for index, item in items:
+            key = spec.name if index is None else f"{spec.name}[{index}]"
+            if isinstance(item, float) and not math.isfinite(item):
+                raise FieldError(key, f"must be a finite number, got {item!r}")
+            if bounds is not None and isinstance(item, (int, float)) and not isinstance(item, bool) \
+                    and not bounds.contains(item):
+                raise FieldError(key, f"must be {bounds}, got {item!r}")
+
+
+class CheckedConfig:
+    """Base of config dataclasses: on construction, every field is checked by :func:`check_fields`.
+    A subclass with cross-field rules defines ``__post_init__`` and calls ``super().__post_init__()``
+    first."""
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
 
 def _describe(value: Any) -> str:
@@ -77,6 +146,8 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
     if annotation is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected float, got {_describe(value)}")
+        if not math.isfinite(value):  # YAML's .nan / .inf: no setting means "not a number"
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
         return float(value)
     if annotation is int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -103,6 +174,8 @@ def _build(cls: type[T], data: Mapping[str, Any], where: str) -> T:
         kwargs[name] = _coerce(value, hints[name], f"{where}.{name}" if where else name)
     try:
         return cls(**kwargs)
+    except FieldError as exc:
+        raise FieldError(f"{where}.{exc.key}" if where else exc.key, exc.problem) from None
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}" if where else str(exc)) from None
 

@@ -69,7 +69,7 @@ def test_bad_set_is_exit_code_2_with_message(tmp_path):
     result = robot_rl("sim", "view", "--task", "reach", "--policy", "random", "--out", str(out),
                       "--set", "control.position_scale=fast", timeout=60)
     assert result.returncode == 2
-    assert result.stderr.strip() == ("robot-rl: error: overrides: control.position_scale: "
+    assert result.stderr.strip() == ("robot-rl sim view: error: overrides: control.position_scale: "
                                      "expected float, got str ('fast')")
     assert not out.exists()
 
@@ -84,7 +84,7 @@ def test_bad_set_messages(tmp_path, capsys, assignment, message):
                  "--set", assignment])
     assert code == 2
     err = capsys.readouterr().err
-    assert err.startswith("robot-rl: error: ") and message in err
+    assert err.startswith("robot-rl sim view: error: ") and message in err
     assert "Traceback" not in err
 
 

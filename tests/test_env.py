@@ -161,7 +161,7 @@ def test_different_seeds_different_resets(make_env, task):
     env = make_env(task)
     obs_0, _ = env.reset(seed=0)
     obs_1, _ = env.reset(seed=1)
-    goal_key = "hole_pos" if task == "peg" else "goal_pos"
+    goal_key = {"peg": "hole_pos", "lift": "cube_pos"}.get(task, "goal_pos")  # lift: no goal, the cube moves
     assert np.linalg.norm(obs_0[goal_key] - obs_1[goal_key]) > 1e-3
     assert not np.array_equal(obs_0["joint_pos"], obs_1["joint_pos"])
     if "cube_pos" in obs_0:
@@ -195,13 +195,53 @@ def test_wrong_action_shape_raises(make_env, shape):
         env.step(np.zeros(shape, dtype=np.float32))
 
 
-def test_out_of_range_actions_are_clipped(make_env):
+def test_out_of_range_actions_are_clipped_and_flagged(make_env):
     env_a, env_b = make_env("reach"), make_env("reach")
     env_a.reset(seed=0)
     env_b.reset(seed=0)
-    obs_a, *_ = env_a.step(np.array([5.0, -7.0, 3.0, 2.0]))
-    obs_b, *_ = env_b.step(np.array([1.0, -1.0, 1.0, 1.0]))
+    obs_a, *_, info_a = env_a.step(np.array([1e9, -7.0, 3.0, 2.0]))
+    obs_b, *_, info_b = env_b.step(np.array([1.0, -1.0, 1.0, 1.0]))
     assert obs_a["ee_pos"].tobytes() == obs_b["ee_pos"].tobytes()
+    assert info_a["action_clipped"] is True and info_b["action_clipped"] is False
+
+
+@pytest.mark.parametrize("action, message", [
+    (np.array([0.1, 0.0, 0.0, 1j]), "must be real numbers, got dtype complex128"),
+    ([0.1, 0.0, 0.0, 0.5 + 0.5j], "must be real numbers, got dtype complex128"),
+    (np.array(["0.1", "0", "0", "0"]), "must be real numbers, got dtype <U3"),
+    (np.array([0.1, None, 0.0, 0.0], dtype=object), "must be real numbers, got dtype object"),
+    (np.array([True, False, False, True]), "must be real numbers, got dtype bool"),
+])
+def test_actions_that_are_not_real_numbers_raise(make_env, action, message):
+    """Casting would silently drop an imaginary part or turn text into numbers: refuse instead."""
+    env = make_env("reach")
+    env.reset(seed=0)
+    before = env.unwrapped.robot.read_state()
+    with pytest.raises(ValueError, match=rf"action at step 0 {message}"):
+        env.step(action)
+    assert env.unwrapped.robot.read_state().timestamp == before.timestamp
+
+
+def test_rollouts_count_clipped_steps_and_refuse_complex_actions(make_env):
+    from robot_rl.training.rollout import run_episode
+
+    class Constant:
+        source = "policy"
+
+        def __init__(self, action):
+            self.action = action
+
+        def reset(self):
+            pass
+
+        def act(self, observation):
+            return self.action
+
+    env = make_env("reach", overrides={"task": {"max_episode_steps": 3}})
+    assert run_episode(env, Constant(np.array([1e9, 0.0, 0.0, 0.0])), seed=0).clipped_steps == 3
+    assert run_episode(env, Constant(np.array([0.5, 0.0, 0.0, 0.0])), seed=0).clipped_steps == 0
+    with pytest.raises(ValueError, match="must be real numbers"):
+        run_episode(env, Constant(np.array([0.5, 0.0, 0.0, 1j])), seed=0)
 
 
 # --------------------------------------------------------------------------- non-finite state

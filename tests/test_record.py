@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -200,3 +202,124 @@ def test_sigkill_during_robot_rl_record_keeps_every_committed_episode(tmp_path):
     assert (summary["first_seed"], summary["episodes_recorded"]) == (n, 2)
     assert summary["store"]["episodes"] == n + 2 and summary["store"]["sources"]["scripted"] == n + 2
     assert "record reach" in again.stderr  # the progress bar
+
+
+# --------------------------------------------------------------------------- "recorded" means committed
+class StderrReader(threading.Thread):
+    """Collects a child's stderr as it comes (tqdm redraws its bar with carriage returns)."""
+
+    def __init__(self, stream) -> None:
+        super().__init__(daemon=True)
+        self.stream, self.chunks = stream, []
+        self.start()
+
+    def run(self) -> None:
+        while chunk := os.read(self.stream.fileno(), 4096):
+            self.chunks.append(chunk.decode(errors="replace"))
+
+    @property
+    def text(self) -> str:
+        return "".join(self.chunks)
+
+    def shown_recorded(self) -> int:
+        """The last count the progress bar showed the user as recorded ("N/1000")."""
+        counts = re.findall(r"(\d+)/1000 \[", self.text)
+        return int(counts[-1]) if counts else 0
+
+
+def start_recording(path) -> tuple[subprocess.Popen, StderrReader]:
+    """``robot-rl record`` of many 5-step episodes (a commit every few tens of milliseconds)."""
+    child = subprocess.Popen(robot_rl_command("record", "--task", "reach", "--episodes", "1000", "--out", str(path),
+                                              "--set", "task.max_episode_steps=5"),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             env={**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")})
+    return child, StderrReader(child.stderr)
+
+
+def wait_until_shown(child: subprocess.Popen, reader: StderrReader, count: int) -> None:
+    deadline = time.monotonic() + 60
+    while reader.shown_recorded() < count:
+        assert child.poll() is None, reader.text
+        assert time.monotonic() < deadline, f"the progress bar did not reach {count} in 60 s: {reader.text[-500:]}"
+        time.sleep(0.005)
+
+
+@pytest.mark.parametrize("shown, delay", [(1, 0.0), (3, 0.0), (6, 0.03)])
+def test_sigkill_never_takes_back_an_episode_shown_as_recorded(tmp_path, shown, delay):
+    """The progress bar counts commits, not episodes handed to the background writer, so a kill
+    right after it shows N leaves at least N episodes in the store."""
+    path = tmp_path / "demos.zarr"
+    child, reader = start_recording(path)
+    try:
+        wait_until_shown(child, reader, shown)
+        time.sleep(delay)
+        seen = reader.shown_recorded()
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+    committed = committed_episodes(path)
+    assert committed >= seen >= shown
+    with EpisodeStore.open(path, "a") as store:  # recovers to the commit
+        assert store.episodes["seed"].tolist() == list(range(store.n_episodes))
+
+
+def test_sigterm_commits_every_queued_episode_and_exits_143(tmp_path):
+    path = tmp_path / "demos.zarr"
+    child, reader = start_recording(path)
+    try:
+        wait_until_shown(child, reader, 2)
+        child.send_signal(signal.SIGTERM)
+        out = child.stdout.read().decode()
+        child.wait(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    reader.join(timeout=10)
+    assert child.returncode == 143, reader.text[-2000:]
+    assert reader.text.rstrip().endswith("robot-rl record: terminated by SIGTERM")
+    assert "Traceback" not in reader.text
+    summary = json.loads(out)
+    assert summary["interrupted"] is True
+    # Every episode that finished (was queued) is committed; one queued just as the signal came
+    # may be committed without having been counted as run yet, never the other way round.
+    assert committed_episodes(path) == summary["episodes_recorded"] == summary["store"]["episodes"]
+    assert summary["episodes_recorded"] >= summary["episodes_run"] >= 2
+    with EpisodeStore.open(path, "a") as store:  # lock released, nothing to recover
+        assert store.n_episodes == summary["episodes_recorded"]
+
+
+def test_sigterm_while_episodes_wait_for_a_slow_writer_commits_them_all(tmp_path, monkeypatch, capsys):
+    """In process, with commits slowed down so that finished episodes are certainly still queued
+    when SIGTERM arrives (at the reset of the fourth episode): all three are committed."""
+    from robot_rl.cli import record as record_command
+    from robot_rl.data import episode_writer
+
+    path = tmp_path / "demos.zarr"
+    commit = episode_writer.write_json_atomically
+
+    def slow_commit(*args) -> None:
+        time.sleep(0.3)
+        commit(*args)
+
+    committed_at_signal = []
+
+    class TerminatedAtFourthEpisode(ScriptedSource):
+        def __init__(self, env) -> None:
+            super().__init__(env)
+            self.resets = 0
+
+        def reset(self) -> None:
+            self.resets += 1
+            if self.resets == 4:
+                committed_at_signal.append(committed_episodes(path))
+                os.kill(os.getpid(), signal.SIGTERM)
+            super().reset()
+
+    monkeypatch.setattr(episode_writer, "write_json_atomically", slow_commit)
+    monkeypatch.setitem(record_command.ACTION_SOURCES, "scripted", TerminatedAtFourthEpisode)
+    code = main(["record", "--task", "reach", "--episodes", "10", "--out", str(path), "--set", "task.max_episode_steps=5"])
+    assert code == 143
+    assert committed_at_signal[0] < 3  # some finished episodes were still queued
+    assert committed_episodes(path) == 3
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["episodes_run"], summary["episodes_recorded"], summary["interrupted"]) == (3, 3, True)

@@ -317,3 +317,37 @@ def test_features_from_spaces():
         "reward": FeatureSpec("float32", ()),
         "terminated": FeatureSpec("bool", ()),
     }
+
+
+# --------------------------------------------------------------------------- damaged chunks
+def test_verify_lists_every_damaged_or_missing_chunk_and_reads_fail_clearly(filled, capsys):
+    from robot_rl.cli import main
+    from robot_rl.data.schema import CorruptDataError
+    from robot_rl.data.verify import verify_store
+
+    assert verify_store(filled) == {"path": str(filled), "ok": True, "arrays": 17, "chunks": 21, "problems": []}
+    (filled / "data" / "image_scene" / "c" / "1" / "0" / "0" / "0").write_bytes(b"bit rot")  # rows 8..15
+    (filled / "meta" / "final_ee_pos" / "c" / "0" / "0").unlink()  # Zarr alone would read zeros here
+    report = verify_store(filled)
+    assert not report["ok"]
+    assert [(p["array"], p["chunk"], tuple(p["rows"])) for p in report["problems"]] == [
+        ("data/image_scene", 1, (8, 16)), ("meta/final_ee_pos", 0, (0, 3))]
+    assert "Zstd decompression error" in report["problems"][0]["error"]
+    assert report["problems"][1]["error"].startswith("chunk file is missing")
+
+    store = EpisodeStore.open(filled)  # the tables are intact: opening works ...
+    episode = store.read_episode(0)  # ... and so does an episode outside the damaged chunk ...
+    assert episode.steps["image_scene"].tobytes() == make_episode(0, LENGTHS[0])[0]["image_scene"].tobytes()
+    assert not episode.final_obs["ee_pos"].any()  # ... but the missing chunk silently reads as zeros
+    with pytest.raises(CorruptDataError, match=r"cannot read data/image_scene \(rows 5\.\.16\).*data verify"):
+        store.read_episode(1)
+
+    assert main(["data", "info", str(filled)]) == 0  # info reads no data chunk, and says so
+    assert "chunk contents not checked" in capsys.readouterr().out
+    assert store_info(filled)["chunks_checked"] is False
+    assert main(["data", "verify", str(filled)]) == 1
+    out, err = capsys.readouterr()
+    assert "data/image_scene chunk 1 (rows 8..15, file data/image_scene/c/1/0/0/0): RuntimeError: Zstd" in out
+    assert "meta/final_ee_pos chunk 0 (rows 0..2, file meta/final_ee_pos/c/0/0): chunk file is missing" in out
+    assert err.strip().splitlines()[-1].endswith("2 damaged or missing chunk(s) (listed on stdout); "
+                                                 "committed episodes that use them cannot be trusted")

@@ -14,14 +14,13 @@ import numpy as np
 from robot_rl.config import parse_overrides
 from robot_rl.envs.config import ENV_IDS, TASKS
 
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
 DEFAULT_OUT_DIR = "robot_rl_output"
 TASK_BY_ENV_ID = {env_id: task for task, env_id in ENV_IDS.items()}
 
 
 class CommandError(Exception):
-    """A problem with the user's request; reported as a one-line message, exit code 2."""
+    """A problem with the user's request; reported as a one-line message, exit code 2
+    (:mod:`robot_rl.cli.errors`)."""
 
 
 # --------------------------------------------------------------------------- shared helpers

@@ -14,17 +14,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from robot_rl.cli.common import CommandError, positive_float, print_json, progress_bar
+from robot_rl.cli.common import positive_float, print_json, progress_bar
 from robot_rl.data.store import SOURCES
 
 
 def data_info(args: argparse.Namespace) -> int:
-    from robot_rl.data import StoreError, store_info
+    from robot_rl.data import store_info
 
-    try:
-        info = store_info(args.path)
-    except StoreError as exc:
-        raise CommandError(str(exc)) from exc
+    info = store_info(args.path)
     if args.json:
         print_json(info, indent=2)
         return 0
@@ -35,15 +32,35 @@ def data_info(args: argparse.Namespace) -> int:
     print("features:")
     for name, spec in info["features"].items():
         print(f"  {name:<16} {spec['dtype']:<8} {tuple(spec['shape'])}")
+    print(f"chunk contents not checked (this reads the commit record and episode tables only); "
+          f"`robot-rl data verify {info['path']}` reads every chunk")
+    return 0
+
+
+def data_verify(args: argparse.Namespace) -> int:
+    """Read every chunk; list the damaged ones on stdout and fail (exit 1) if there are any."""
+    from robot_rl.data.schema import CorruptDataError
+    from robot_rl.data.verify import problem_line, verify_store
+
+    with tool_progress("verify") as progress:
+        report = verify_store(args.path, progress=progress)
+    if args.json:
+        print_json(report, indent=2)
+    else:
+        print(f"{report['path']}: read {report['chunks']} chunks of {report['arrays']} arrays, "
+              f"{len(report['problems'])} problem(s)")
+        for problem in report["problems"]:
+            print(f"  {problem_line(problem)}")
+    if not report["ok"]:
+        raise CorruptDataError(f"{report['path']}: {len(report['problems'])} damaged or missing chunk(s) "
+                               f"(listed on stdout); committed episodes that use them cannot be trusted")
     return 0
 
 
 @contextmanager
 def tool_progress(description: str) -> Iterator[Callable[[int, int], None]]:
     """A ``progress(done, total)`` callback for :mod:`robot_rl.data.tools` drawing a progress bar
-    on stderr, and the translation of their store errors into one-line command errors."""
-    from robot_rl.data import StoreError
-
+    on stderr (closed however the tool ends)."""
     bar: Any = None
 
     def update(done: int, total: int) -> None:
@@ -54,8 +71,6 @@ def tool_progress(description: str) -> Iterator[Callable[[int, int], None]]:
 
     try:
         yield update
-    except StoreError as exc:
-        raise CommandError(str(exc)) from exc
     finally:
         if bar is not None:
             bar.close()
@@ -99,7 +114,8 @@ def data_import_diffusion_policy(args: argparse.Namespace) -> int:
 
     with tool_progress("import") as progress:
         print_json(import_diffusion_policy(args.path, args.out, source=args.source, success=args.success or None,
-                                           control_hz=args.control_hz, task=args.task, progress=progress), indent=2)
+                                           control_hz=args.control_hz, task=args.task,
+                                           allow_nonfinite=args.allow_nonfinite, progress=progress), indent=2)
     return 0
 
 
@@ -121,6 +137,15 @@ def add_data_parser(subparsers: argparse._SubParsersAction) -> None:
     info.add_argument("path", type=Path, metavar="PATH")
     info.add_argument("--json", action="store_true", help="print JSON")
     info.set_defaults(handler=data_info)
+
+    verify = commands.add_parser(
+        "verify", help="read every chunk of a store and report damaged ones",
+        description="Read back every chunk holding committed rows, in every array, and list each one that is "
+                    "missing or cannot be decoded (array, chunk index, rows, file, error). Exit code 1 if any. "
+                    "Changes nothing on disk.")
+    verify.add_argument("path", type=Path, metavar="PATH")
+    verify.add_argument("--json", action="store_true", help="print the report as JSON")
+    verify.set_defaults(handler=data_verify)
 
     merge = commands.add_parser("merge", help="concatenate stores into a new one",
                                 description="Write the episodes of every input, in order, to OUT. Inputs must "
@@ -166,6 +191,8 @@ def add_data_parser(subparsers: argparse._SubParsersAction) -> None:
     importer.add_argument("--control-hz", type=positive_float, metavar="HZ",
                           help="control rate the data was recorded at (required unless a robot_rl export)")
     importer.add_argument("--task", metavar="NAME", help="task name of every episode")
+    importer.add_argument("--allow-nonfinite", action="store_true",
+                          help="import NaN/inf values in float arrays instead of refusing the store")
     importer.set_defaults(handler=data_import_diffusion_policy)
 
     exporter = commands.add_parser(

@@ -18,6 +18,7 @@ from robot_rl.cli.common import (
     simulator_errors_reported,
     task_name,
 )
+from robot_rl.cli.errors import Terminated
 from robot_rl.envs.config import ENV_IDS, TASKS
 
 
@@ -36,38 +37,46 @@ ACTION_SOURCES: dict[str, Callable[[Any], Any]] = {"scripted": scripted_source}
 
 def record(args: argparse.Namespace) -> int:
     """Run ``args.episodes`` episodes of the chosen action source and append them to the store;
-    progress on stderr, a JSON summary on stdout."""
-    from robot_rl.data import SpecMismatchError, StoreError, store_info
+    progress on stderr, a JSON summary on stdout.
+
+    What the progress bar and the summary call *recorded* is what the store has committed, so a
+    kill never loses an episode the user was shown as recorded. On Ctrl-C or SIGTERM the episode
+    in flight is dropped, the queued ones are committed (closing the store), the summary says
+    ``"interrupted"`` and the exit code is 130 / 143 (:mod:`robot_rl.cli.errors`)."""
+    from robot_rl.data import store_info
     from robot_rl.data.recorder import open_recording_store
     from robot_rl.training.recorder import EpisodeOutcome, EpisodeRecorder
     from robot_rl.envs import make_arm_env
 
     task = task_name(args.task)
     kwargs = env_kwargs(args)
+    interrupted: BaseException | None = None
     with simulator_errors_reported():
         env = make_arm_env(task, config=kwargs["config"], overrides=kwargs["overrides"])
         try:
             source = ACTION_SOURCES[args.source](env)
-            try:
-                store = open_recording_store(args.out, env)
-            except (SpecMismatchError, StoreError) as exc:
-                raise CommandError(str(exc)) from exc  # names the store and every difference
-            with store, progress_bar(args.episodes, f"record {task} ({args.source})") as bar:
-                successes = 0
+            store = open_recording_store(args.out, env)  # errors name the store and every difference
+            # The store closes first (committing what is queued, which the bar then counts), then the bar.
+            with progress_bar(args.episodes, f"record {task} ({args.source})") as bar, store:
+                recorder = EpisodeRecorder(env, store, source, successful_only=args.successful_only)
+                store.add_commit_listener(lambda commit: bar.update(1))  # on the writer thread
 
                 def advance(outcome: EpisodeOutcome) -> None:
-                    nonlocal successes
-                    successes += outcome.success
-                    bar.set_postfix(successes=successes, refresh=False)
-                    bar.update(1)
+                    summary = recorder.summary()
+                    bar.set_postfix(run=summary.episodes_run, successes=summary.successes, refresh=False)
 
-                recorder = EpisodeRecorder(env, store, source, successful_only=args.successful_only)
-                summary = recorder.record(args.episodes, first_seed=args.seed, progress=advance)
+                try:
+                    recorder.record(args.episodes, first_seed=args.seed, progress=advance)
+                except (KeyboardInterrupt, Terminated) as exc:
+                    interrupted = exc  # leaving the block commits the queued episodes
         finally:
             env.close()
     info = store_info(args.out)
-    print_json({"path": str(args.out), "task": task, "source": args.source, **summary.to_json(),
+    print_json({"path": str(args.out), "task": task, "source": args.source, **recorder.summary().to_json(),
+                **({"interrupted": True} if interrupted else {}),
                 "store": {key: info[key] for key in ("episodes", "steps", "sources", "success_rate", "tasks")}})
+    if interrupted is not None:
+        raise interrupted
     return 0
 
 
@@ -76,8 +85,10 @@ def add_record_parser(subparsers: argparse._SubParsersAction) -> None:
         "record", help="record demonstrations into an episode store (*.zarr)",
         description="Run an action source (the task's scripted expert; teleoperation devices later) in the "
                     "simulated arm and append every episode to a Zarr episode store, created if missing. "
-                    "Each episode is committed as it ends, so an interrupted recording keeps every finished "
-                    "episode. Progress on stderr, a JSON summary on stdout.")
+                    "Each episode is committed as it ends and counted as recorded once committed, so a killed "
+                    "recording keeps every episode shown as recorded; Ctrl-C or SIGTERM also commits the "
+                    "finished episodes still queued (exit code 130 / 143). Progress on stderr, a JSON summary "
+                    "on stdout.")
     parser.add_argument("--task", required=True, metavar="TASK",
                         help=f"{' | '.join(TASKS)} or a full env id such as {ENV_IDS['pick']}")
     parser.add_argument("--source", choices=sorted(ACTION_SOURCES), default="scripted",

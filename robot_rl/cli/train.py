@@ -25,9 +25,6 @@ from robot_rl.training.config import AGENT_PRESETS, load_train_config
 def train_command(args: argparse.Namespace) -> int:
     """Train (or resume) a run; prints the run directory first and the final evaluation last."""
     from robot_rl.training import train
-    from robot_rl.training.checkpoint import CheckpointError
-    from robot_rl.training.loop import RunDirError, TrainingDiverged
-    from robot_rl.training.rollout import RobotUnavailableError
 
     overrides = parse_overrides(args.overrides)
     if args.task is not None:
@@ -48,12 +45,7 @@ def train_command(args: argparse.Namespace) -> int:
     run_dir = args.run_dir or Path("runs") / f"{config.env.task.name}_{args.algo or config.agent.algo}_{time.strftime('%Y%m%d-%H%M%S')}"
     print(f"run directory: {run_dir.resolve()}", flush=True)
     with simulator_errors_reported():
-        try:
-            results = train(config, run_dir, resume=args.resume)
-        except (RunDirError, CheckpointError) as exc:
-            raise CommandError(str(exc)) from exc
-        except (TrainingDiverged, RobotUnavailableError) as exc:
-            raise CommandError(f"training stopped: {exc}") from exc
+        results = train(config, run_dir, resume=args.resume)
     print(f"learning curve: {(run_dir / 'learning_curve.png').resolve()}")
     print_json({"run_dir": str(run_dir), "final_eval": {str(seed): result for seed, result in results.items()}})
     return 0
@@ -62,21 +54,19 @@ def train_command(args: argparse.Namespace) -> int:
 def eval_command(args: argparse.Namespace) -> int:
     """Evaluate a checkpoint's deterministic policy; JSON on stdout."""
     from robot_rl.agents import make_agent
-    from robot_rl.training.checkpoint import CheckpointError, load_checkpoint
+    from robot_rl.training.checkpoint import load_agent_state, load_checkpoint
     from robot_rl.training.config import TrainConfig
     from robot_rl.training.loop import make_env
     from robot_rl.training.rollout import EVAL_SEED_OFFSET, evaluate
 
-    try:
-        payload = load_checkpoint(args.checkpoint)
-    except CheckpointError as exc:
-        raise CommandError(str(exc)) from exc
+    payload = load_checkpoint(args.checkpoint)
     config = from_dict(TrainConfig, deep_merge(payload["config"], parse_overrides(args.overrides)),
                        f"{args.checkpoint} (config)")
+    config.check_complete()  # e.g. a device this machine does not have
     with simulator_errors_reported():
         env = make_env(config)
         agent = make_agent(env.observation_space, env.action_space, config.agent)
-        agent.load_state_dict(payload["agent"])
+        load_agent_state(agent, payload, args.checkpoint)
         seed = EVAL_SEED_OFFSET if args.seed is None else args.seed
         if args.render:
             result = _evaluate_with_video(env, agent, args, seed)

@@ -14,7 +14,7 @@ import numpy as np
 import zarr
 from zarr.storage import LocalStore
 
-from robot_rl.data.layout import CommitRecord, open_arrays
+from robot_rl.data.layout import CommitRecord, open_arrays, read_rows
 from robot_rl.data.schema import (
     EPISODE_TABLES,
     LOWDIM_CHUNK,
@@ -36,7 +36,8 @@ class CommittedState:
         self.document = document
         self.commit = commit = CommitRecord.from_json(document["attributes"]["commit"])
         n = commit.n_episodes
-        self.tables = tables = {name: arrays[f"meta/{name}"][:n] for name in EPISODE_TABLES}
+        self.tables = tables = {name: read_rows(root, arrays[f"meta/{name}"], slice(0, n))
+                                for name in EPISODE_TABLES}
         ends = tables["episode_ends"]
         if n and (ends[-1] != commit.n_steps or np.any(np.diff(ends, prepend=0) != tables["length"])):
             raise StoreError(f"{root}: meta/episode_ends and meta/length disagree with the commit record "
@@ -143,8 +144,8 @@ class EpisodeReader:
         table = self.episodes
         end = int(table["episode_ends"][index])
         start = end - int(table["length"][index])
-        steps = {name: self._arrays[f"data/{name}"][start:end] for name in self._features}
-        final = {key: self._arrays[f"meta/final_{key}"][index] for key in self._obs_keys}
+        steps = {name: self._read(f"data/{name}", slice(start, end)) for name in self._features}
+        final = {key: self._read(f"meta/final_{key}", slice(index, index + 1))[0] for key in self._obs_keys}
         task_code = int(table["task"][index])
         return Episode(steps, final, bool(table["success"][index]), SOURCE_NAMES[int(table["source"][index])],
                        int(table["seed"][index]), None if task_code < 0 else self.tasks[task_code])
@@ -173,7 +174,7 @@ class EpisodeReader:
                 lo = start
                 while lo < stop:
                     hi = min(stop, (lo // block + 1) * block)
-                    result[offset: offset + hi - lo] = array[lo:hi]
+                    result[offset: offset + hi - lo] = read_rows(self._root, array, slice(lo, hi))
                     offset += hi - lo
                     lo = hi
             out[name] = result
@@ -181,11 +182,12 @@ class EpisodeReader:
 
     def final_obs(self, episodes: Sequence[int] | np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Final observation of each selected episode (default: all committed), one row each."""
-        n = self.n_episodes
-        if episodes is None:
-            return {key: self._arrays[f"meta/final_{key}"][:n] for key in self._obs_keys}
-        index = self._episode_index(episodes)
-        return {key: self._arrays[f"meta/final_{key}"].get_orthogonal_selection(index) for key in self._obs_keys}
+        rows = slice(0, self.n_episodes) if episodes is None else self._episode_index(episodes)
+        return {key: self._read(f"meta/final_{key}", rows) for key in self._obs_keys}
+
+    def _read(self, path: str, rows: slice | np.ndarray) -> np.ndarray:
+        """Rows of the array at ``path`` (e.g. ``data/action``); damage is a CorruptDataError."""
+        return read_rows(self._root, self._arrays[path], rows)
 
     def _episode_index(self, episodes: Sequence[int] | np.ndarray) -> np.ndarray:
         n = self.n_episodes

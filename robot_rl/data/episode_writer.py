@@ -30,9 +30,10 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import logging
 import queue
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,13 +44,23 @@ import zarr
 from robot_rl.data.episode_buffer import FIRST_BUFFER_STEPS, EpisodeBuffer, checked_final_obs, checked_steps
 from robot_rl.data.episode_reader import CommittedState
 from robot_rl.data.layout import COMMIT_TMP, CommitRecord, StoreLock, write_json_atomically
-from robot_rl.data.schema import EPISODE_TABLES, SOURCE_NAMES, Episode, FeatureSpec, StoreError, source_code
+from robot_rl.data.schema import (
+    EPISODE_TABLES,
+    SOURCE_NAMES,
+    Episode,
+    FeatureSpec,
+    StoreError,
+    StoreWriteError,
+    source_code,
+)
 
 # When an array must grow, it is allocated this far ahead of the data (whole chunks, at least
 # one and at most RESERVE_CHUNKS of them), so most commits rewrite no array metadata.
 RESERVE_ROWS = 4096
 RESERVE_CHUNKS = 64
 QUEUED_EPISODES = 8  # end_episode blocks when this many episodes wait for the writer
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -96,6 +107,7 @@ class EpisodeWriter:
         self._error: BaseException | None = None
         self._closed = False
         self._queue: queue.Queue[_Job | None] = queue.Queue(maxsize=QUEUED_EPISODES)
+        self._commit_listeners: list[Callable[[CommitRecord], None]] = []
         recover(root, arrays, committed.commit)
         self._buffer = EpisodeBuffer(features, FIRST_BUFFER_STEPS)
         self._next_capacity = FIRST_BUFFER_STEPS
@@ -155,6 +167,12 @@ class EpisodeWriter:
         self._queue.put(_Job(steps, final, row, tasks))
         return Episode(steps, final, bool(success), SOURCE_NAMES[code], int(seed), task)
 
+    def add_commit_listener(self, listener: Callable[[CommitRecord], None]) -> None:
+        """Call ``listener(commit)`` on the writer thread after every commit, once the episode is
+        durable: what a progress display should count as recorded. A listener that raises is
+        logged and does not stop the writer."""
+        self._commit_listeners.append(listener)
+
     def flush(self) -> None:
         """Wait for every queued commit; raise if the writer failed."""
         self._check_open()
@@ -190,7 +208,7 @@ class EpisodeWriter:
 
     def _raise_writer_error(self) -> None:
         if self._error is not None:
-            raise StoreError(f"{self._root}: the background writer failed; episodes after "
+            raise StoreWriteError(f"{self._root}: the background writer failed; episodes after "
                              f"#{self._committed.commit.n_episodes} were not saved: "
                              f"{type(self._error).__name__}: {self._error}") from self._error
 
@@ -234,6 +252,11 @@ class EpisodeWriter:
                                                     "commit": commit.to_json()}}
         write_json_atomically(self._root / "zarr.json", self._root / COMMIT_TMP, document)
         self._committed.advance(document, commit, row)
+        for listener in self._commit_listeners:
+            try:
+                listener(commit)
+            except Exception:  # a display must never fail a commit that already happened
+                log.exception("commit listener %r failed", listener)
 
 
 async def _append(array: zarr.Array, start: int, values: np.ndarray) -> None:

@@ -18,7 +18,8 @@ def store_info(path: str | os.PathLike[str]) -> dict[str, Any]:
     names), ``obs_keys``, ``sources`` (name → episode count), ``success_rate`` (None when
     empty), ``tasks`` (name → episode count; ``"<unspecified>"`` for episodes without a task),
     ``task`` (the store's default task attribute, if any), ``mean_length``, ``attrs`` (the
-    caller-supplied root attributes).
+    caller-supplied root attributes), ``chunks_checked`` (always False: only the commit record
+    and the episode tables are read; :func:`robot_rl.data.verify.verify_store` reads every chunk).
     """
     with EpisodeStore.open(path, "r") as store:
         return _summary(store)
@@ -50,4 +51,5 @@ def _summary(store: EpisodeStore) -> dict[str, Any]:
         "task": attrs.get("task"),
         "mean_length": float(table["length"].mean()) if n else None,
         "attrs": store.user_attrs,
+        "chunks_checked": False,
     }

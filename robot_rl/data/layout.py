@@ -35,7 +35,15 @@ import zarr
 from zarr.codecs import ZstdCodec
 from zarr.storage import LocalStore
 
-from robot_rl.data.schema import EPISODE_TABLES, FORMAT, SCHEMA_VERSION, SOURCES, FeatureSpec, StoreError
+from robot_rl.data.schema import (
+    EPISODE_TABLES,
+    FORMAT,
+    SCHEMA_VERSION,
+    SOURCES,
+    CorruptDataError,
+    FeatureSpec,
+    StoreError,
+)
 
 EPISODE_ENDS_CHUNK = 2**16  # fixed: meta/episode_ends is never rechunked
 TABLE_CHUNK = 4096  # other per-episode arrays; a commit rewrites their last chunk, so keep it small
@@ -182,6 +190,26 @@ def open_arrays(root: Path, zstore: LocalStore, features: Mapping[str, FeatureSp
                              f"{array.shape[0]} rows, the commit needs {committed}")
         arrays[path] = array.with_config(ARRAY_CONFIG)
     return arrays
+
+
+def read_rows(root: Path | str, array: zarr.Array, rows: slice | np.ndarray,
+              episode_store: bool = True) -> np.ndarray:
+    """``array[rows]`` (a slice, or an index array as an orthogonal selection). Bytes that cannot
+    be decoded are a :class:`CorruptDataError` naming the store, the array and the rows, instead
+    of the codec's own error (e.g. ``RuntimeError: Zstd decompression error``); for an
+    ``episode_store`` the message points at ``robot-rl data verify``."""
+    try:
+        return array[rows] if isinstance(rows, slice) else array.get_orthogonal_selection(rows)
+    except MemoryError:
+        raise
+    except Exception as exc:  # the codec decides the type: RuntimeError (zstd), ValueError (wrong size), ...
+        if isinstance(rows, slice):
+            where = "all rows" if rows.stop is None else f"rows {rows.start or 0}..{rows.stop - 1}"
+        else:
+            where = f"{len(rows)} selected rows"
+        hint = f"; `robot-rl data verify {root}` lists every damaged chunk" if episode_store else ""
+        raise CorruptDataError(
+            f"{root}: cannot read {array.path} ({where}): damaged data ({type(exc).__name__}: {exc}){hint}") from exc
 
 
 class StoreLock:

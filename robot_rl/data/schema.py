@@ -44,6 +44,20 @@ class SpecMismatchError(StoreError):
     """The store's step features differ from the ones the caller expects."""
 
 
+class CorruptDataError(StoreError):
+    """Stored bytes cannot be read back: a chunk file is damaged or missing (``robot-rl data
+    verify`` lists every such chunk)."""
+
+
+class StoreWriteError(StoreError):
+    """The background writer failed; the store keeps its last commit."""
+
+
+class InvalidDataError(StoreError):
+    """Input data that an episode store does not take: a non-numeric dtype, or NaN/inf values
+    where finite numbers are expected (imports)."""
+
+
 @dataclass(frozen=True)
 class FeatureSpec:
     """dtype and per-step shape of one step feature; ``names`` label the last axis (optional)."""

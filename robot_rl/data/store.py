@@ -14,7 +14,7 @@ A store is read by an :class:`~robot_rl.data.episode_reader.EpisodeReader` and, 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,6 +23,7 @@ from robot_rl.data.episode_writer import RESERVE_CHUNKS, RESERVE_ROWS, EpisodeWr
 from robot_rl.data.layout import (
     EPISODE_ENDS_CHUNK,
     TABLE_CHUNK,
+    CommitRecord,
     StoreLock,
     create_directory,
     read_root,
@@ -189,6 +190,11 @@ class EpisodeStore(EpisodeReader):
         (copied, cast to the feature's dtype). Same as ``T`` calls of :meth:`append_step` and one
         of :meth:`end_episode`, for copying episodes between stores; no episode may be in flight."""
         return self._checked_writer().append_episode(steps, final_obs, success, source, seed, task)
+
+    def add_commit_listener(self, listener: Callable[[CommitRecord], None]) -> None:
+        """Call ``listener(commit)`` (on the writer thread) after every commit: the count to show a
+        user as "recorded" (an episode is only queued when ``end_episode`` returns)."""
+        self._checked_writer().add_commit_listener(listener)
 
     def flush(self) -> None:
         """Block until every queued episode is committed; raise if the writer failed."""

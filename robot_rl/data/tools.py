@@ -23,7 +23,9 @@ Zarr **v2** root group with ``data/<key>`` time-major arrays and ``meta/episode_
   observation. Source, success, seed and task come from the arguments, else from robot_rl's
   tables when the store is one of our exports, else ``human``, False, -1 and none. The control
   rate is required (diffusion_policy stores do not record it) unless the store is our export.
-  A ``.zip`` file (``ZipStore``) is read as well as a directory.
+  A ``.zip`` file (``ZipStore``) is read as well as a directory. Import refuses, naming the array,
+  any array that is not bool, integer or float (strings, objects, complex numbers), and any
+  NaN/inf in a float array, naming the array and the first bad step, unless ``allow_nonfinite``.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ import numpy as np
 import zarr
 from zarr.storage import LocalStore, ZipStore
 
+from robot_rl.data.layout import read_rows
+from robot_rl.data.schema import InvalidDataError
 from robot_rl.data.store import (
     EPISODE_TABLES,
     FORMAT,
@@ -328,11 +332,11 @@ def _foreign_layout(root: zarr.Group, path: Path) -> _ForeignLayout:
     data = _member(root, path, "data")
     if not isinstance(data, zarr.Group):
         raise StoreError(f"{path}: not a diffusion_policy store ('data' is not a group)")
-    ends_array = _member(root, path, "meta/episode_ends")
-    arrays = {name: _member(root, path, f"data/{name}") for name in sorted(data.array_keys())}
+    ends_array = _numeric(_member(root, path, "meta/episode_ends"), path, kinds="iu")
+    arrays = {name: _numeric(_member(root, path, f"data/{name}"), path) for name in sorted(data.array_keys())}
     if "action" not in arrays:
         raise StoreError(f"{path}: no data/action array (data has {sorted(arrays)})")
-    ends = np.asarray(ends_array[:], dtype=np.int64)
+    ends = np.asarray(read_rows(path, ends_array, slice(None), episode_store=False), dtype=np.int64)
     if ends.ndim != 1 or not len(ends):
         raise StoreError(f"{path}: meta/episode_ends must list at least one episode end, got shape {ends.shape}")
     lengths = np.diff(ends, prepend=0)
@@ -347,8 +351,8 @@ def _foreign_layout(root: zarr.Group, path: Path) -> _ForeignLayout:
     labels = exported.get("features", {})
     features = {name: FeatureSpec(array.dtype, array.shape[1:], labels.get(name, {}).get("names"))
                 for name, array in arrays.items()}
-    if np.dtype(features["action"].dtype).kind not in "fiu":
-        raise StoreError(f"{path}: data/action must be numeric, got {features['action'].dtype}")
+    if np.dtype(features["action"].dtype).kind == "b":
+        raise InvalidDataError(f"{path}: data/action must be numeric, got {features['action'].dtype}")
     features["action"] = FeatureSpec("float32", features["action"].shape, features["action"].names)
     for name, spec in (("reward", FeatureSpec("float32")), ("terminated", FeatureSpec("bool"))):
         if name in features and features[name].shape != ():
@@ -358,23 +362,53 @@ def _foreign_layout(root: zarr.Group, path: Path) -> _ForeignLayout:
     return _ForeignLayout(arrays, features, obs_keys, ends, exported)
 
 
+# dtype kinds an episode store takes: bool, signed and unsigned integers, floats
+NUMERIC_KINDS = "biuf"
+
+
+def _numeric(array: Any, path: Path, kinds: str = NUMERIC_KINDS) -> Any:
+    """``array`` if its dtype is of one of ``kinds``, else an :class:`InvalidDataError` naming it."""
+    if not isinstance(array, zarr.Array):
+        raise StoreError(f"{path}: {array.path} is a group, expected an array")
+    if array.dtype.kind not in kinds:
+        names = {"b": "bool", "i": "int", "u": "uint", "f": "float"}
+        raise InvalidDataError(f"{path}: {array.path} has dtype {array.dtype}, which an episode store cannot "
+                               f"hold (expected {'/'.join(names[k] for k in kinds)} numbers)")
+    return array
+
+
+def _check_finite(values: np.ndarray, what: str, first_step: int, path: Path) -> None:
+    """Raise :class:`InvalidDataError` naming ``what`` and the step of the first NaN/inf in
+    ``values`` (a float array whose row 0 is step ``first_step``)."""
+    if values.dtype.kind != "f":
+        return
+    bad = ~np.isfinite(values)
+    if bad.any():
+        index = np.unravel_index(int(np.argmax(bad)), values.shape)
+        where = (first_step + int(index[0]), *map(int, index[1:]))
+        raise InvalidDataError(f"{path}: {what} holds {values[index]} at index {list(where)} (step {where[0]}), "
+                               f"the first non-finite value; pass allow_nonfinite=True (--allow-nonfinite) "
+                               f"to import it anyway")
+
+
 def _episode_table(meta: zarr.Group, name: str, n: int, path: Path) -> np.ndarray | None:
     """``meta/<name>`` when present (it must have one row per episode), else None."""
     if name not in meta:
         return None
-    values = meta[name][:]
+    values = read_rows(path, _numeric(meta[name], path), slice(None), episode_store=False)
     if len(values) != n:
         raise StoreError(f"{path}: meta/{name} has {len(values)} rows for {n} episodes")
     return values
 
 
 def _foreign_blocks(root: zarr.Group, layout: _ForeignLayout, path: Path, source: str | None,
-                    success: bool | None, task: str | None) -> Iterator[_Block]:
-    """The episodes of a diffusion_policy store, block by block, with their table rows."""
+                    success: bool | None, task: str | None, allow_nonfinite: bool = False) -> Iterator[_Block]:
+    """The episodes of a diffusion_policy store, block by block, with their table rows, cast to
+    the features' dtypes and (unless ``allow_nonfinite``) checked to be finite."""
     meta, ends, n = root["meta"], layout.episode_ends, len(layout.episode_ends)
     lengths = np.diff(ends, prepend=0)
     tables = {name: _episode_table(meta, name, n, path) for name in ("success", "source", "seed", "task")}
-    finals = {key: meta[f"final_{key}"] for key in layout.obs_keys if f"final_{key}" in meta}
+    finals = {key: _numeric(meta[f"final_{key}"], path) for key in layout.obs_keys if f"final_{key}" in meta}
     if len(finals) != len(layout.obs_keys):
         finals = {}  # not our export: final observation = last step's observation
     if success is not None or tables["success"] is None:
@@ -388,28 +422,43 @@ def _foreign_blocks(root: zarr.Group, layout: _ForeignLayout, path: Path, source
         episode_tasks = [task] * n
     else:
         episode_tasks = [task_names[code] if 0 <= code < len(task_names) else None for code in tables["task"].tolist()]
+    def read(array: zarr.Array, rows: slice) -> np.ndarray:
+        return read_rows(path, array, rows, episode_store=False)
+
     for block in episode_blocks(lengths, BLOCK_STEPS):
         first, last = int(block[0]), int(block[-1]) + 1
         start, stop = int(ends[first] - lengths[first]), int(ends[last - 1])
-        steps = {name: array[start:stop] for name, array in layout.arrays.items()}
+        # Cast here, not in the store, so that a float64 too large for float32 is caught as inf.
+        with np.errstate(over="ignore"):
+            steps = {name: read(array, slice(start, stop)).astype(layout.features[name].dtype, copy=False)
+                     for name, array in layout.arrays.items()}
         steps.setdefault("reward", np.zeros(stop - start, np.float32))
         steps.setdefault("terminated", np.zeros(stop - start, bool))
         last_steps = ends[first:last] - 1 - start
-        final_obs = ({key: array[first:last] for key, array in finals.items()} if finals
+        final_obs = ({key: read(array, slice(first, last)) for key, array in finals.items()} if finals
                      else {key: steps[key][last_steps] for key in layout.obs_keys})
+        if not allow_nonfinite:
+            for name, values in steps.items():
+                _check_finite(values, f"data/{name}", start, path)
+            for key, values in final_obs.items():
+                _check_finite(values, f"meta/final_{key} (per episode)", first, path)
         yield _Block(steps, final_obs, lengths[first:last], tables["success"][first:last],
                      tables["source"][first:last], tables["seed"][first:last], episode_tasks[first:last])
 
 
 def import_diffusion_policy(path: PathLike, out: PathLike, source: str | None = None, success: bool | None = None,
                             control_hz: float | None = None, task: str | None = None,
-                            progress: Progress | None = None) -> dict[str, Any]:
+                            allow_nonfinite: bool = False, progress: Progress | None = None) -> dict[str, Any]:
     """Convert the diffusion_policy store at ``path`` (Zarr v2 or v3 directory, or ``.zip``)
     into a new episode store ``out``; see the module docstring for the mapping.
 
     ``source``/``success``/``task`` apply to every episode (defaults: the store's robot_rl tables
     if it is our export, else ``human``, False and none). ``control_hz`` is required unless the
     store is our export.
+
+    Raises :class:`~robot_rl.data.schema.InvalidDataError` (naming the array, and for NaN/inf the
+    first bad step) for an array that is not bool/integer/float, or a non-finite float value
+    unless ``allow_nonfinite``; nothing is written at ``out`` then.
     """
     if source is not None and source not in SOURCES:
         raise ValueError(f"unknown source {source!r}; expected one of {sorted(SOURCES)}")
@@ -425,5 +474,6 @@ def import_diffusion_policy(path: PathLike, out: PathLike, source: str | None = 
         n = len(layout.episode_ends)
         with (_staged_outputs(out) as (staged,),
               EpisodeStore.create(staged, layout.features, layout.obs_keys, attrs) as target):
-            _write_blocks(target, _foreign_blocks(root, layout, path, source, success, task), _Counter(n, progress))
+            blocks = _foreign_blocks(root, layout, path, source, success, task, allow_nonfinite)
+            _write_blocks(target, blocks, _Counter(n, progress))
             return {**_summary(Path(out), target), "features": list(layout.features)}

@@ -13,6 +13,13 @@ blocked by contact never winds up).
 ``gripper`` −1 opens fully, +1 closes fully (an absolute width command).
 Action (``joint_delta``): 7 joint-position deltas scaled by ``joint_scale`` rad, then gripper.
 
+Action checks (:func:`checked_action`): an action of the wrong shape, of a dtype that is not
+real numbers (complex, strings, objects) or with a NaN/inf entry raises ``ValueError`` before
+anything is commanded; casting would silently drop an imaginary part and NaN has no meaning
+as a motion. A finite action outside ``[-1, 1]`` is clipped, as gymnasium's ``Box`` convention
+expects (a Gaussian policy's sample may overshoot a little), and ``info["action_clipped"]`` says
+so at every step (``run_episode`` counts such steps per episode).
+
 Observation: a ``Dict`` of float32 vectors (``joint_pos``, ``joint_vel``, ``ee_pos``,
 ``ee_quat`` (w, x, y, z), ``gripper_width`` and the task's keys) plus ``image_<camera>``
 uint8 (H, W, 3) arrays when ``observation.images`` is on. ``FlattenState`` turns the vectors
@@ -40,6 +47,22 @@ class NonFiniteStateError(RuntimeError):
 
 class RenderingNotSupportedError(RuntimeError):
     """``render()`` was asked of an env whose robot has no cameras."""
+
+
+def checked_action(action: Any, space: spaces.Box, step: int | None = None) -> np.ndarray:
+    """``action`` as a float64 array, after checking it has ``space``'s shape, real-number dtype
+    (bool, complex, strings and objects are refused) and only finite entries; not clipped.
+    ``step`` is named in the error. Raises ``ValueError``."""
+    at = "" if step is None else f" at step {step}"
+    array = np.asarray(action)
+    if array.dtype.kind not in "iuf":
+        raise ValueError(f"action{at} must be real numbers, got dtype {array.dtype}: {action!r}")
+    if array.shape != space.shape:
+        raise ValueError(f"action must have shape {space.shape}, got {array.shape}")
+    array = array.astype(np.float64)
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"non-finite action{at}: {array}")
+    return array
 
 
 class ArmEnv(gym.Env):
@@ -106,18 +129,15 @@ class ArmEnv(gym.Env):
     def step(self, action):
         if self._state is None:
             raise gym.error.ResetNeeded("call reset() before step()")
-        action = np.asarray(action, dtype=np.float64)
-        if action.shape != self.action_space.shape:
-            raise ValueError(f"action must have shape {self.action_space.shape}, got {action.shape}")
-        if not np.all(np.isfinite(action)):
-            raise ValueError(f"non-finite action at step {self._steps}: {action}")
-        action = np.clip(action, -1.0, 1.0)
+        requested = checked_action(action, self.action_space, self._steps)
+        action = np.clip(requested, self.action_space.low, self.action_space.high)
+        clipped = bool(np.any(action != requested))
         self.robot.command(self._command_from(action))
         self._state = self._checked(self.robot.advance(self.dt))
         self._steps += 1
         reward, success = self.task.reward(self._state)
         terminated = bool(success and self.config.task.terminate_on_success)
-        return self._observe(self._state), reward, terminated, False, {"is_success": success}
+        return self._observe(self._state), reward, terminated, False, {"is_success": success, "action_clipped": clipped}
 
     def render(self):
         """``rgb_array`` mode: an RGB frame of size ``observation.render_height × render_width``

@@ -13,64 +13,75 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
-from robot_rl.config import ConfigError, deep_merge, from_dict, merge_layers, read_yaml
+from robot_rl.config import (
+    CheckedConfig,
+    ConfigError,
+    bounded,
+    deep_merge,
+    from_dict,
+    merge_layers,
+    read_yaml,
+)
 
-TASKS = ("reach", "push", "pick", "peg")
+TASKS = ("reach", "push", "pick", "peg", "lift")
 ENV_IDS = {
     "reach": "RobotRL/ArmReach-v0",
     "push": "RobotRL/ArmPush-v0",
     "pick": "RobotRL/ArmPickCube-v0",
     "peg": "RobotRL/ArmPegInsert-v0",
+    "lift": "RobotRL/ArmLift-v0",
 }
 
 
 @dataclass(frozen=True)
-class TaskConfig:
-    name: Literal["reach", "push", "pick", "peg"] = "reach"
+class TaskConfig(CheckedConfig):
+    name: Literal["reach", "push", "pick", "peg", "lift"] = "reach"
     reward_type: Literal["dense", "sparse"] = "dense"
-    max_episode_steps: int = 50
+    max_episode_steps: int = bounded(50, ge=1)
     terminate_on_success: bool = False
-    success_threshold: float = 0.02  # m; meaning per task (see robot_rl.envs.tasks)
+    success_threshold: float = bounded(0.02, gt=0)  # m; meaning per task (see robot_rl.envs.tasks)
+    # Cube tasks (push, pick, lift): the cube starts at a random place and yaw, or always at the
+    # centre of its area with yaw 0 (fixed-start benchmarks); the other tasks accept only random.
+    object_start: Literal["random", "fixed"] = "random"
 
 
 @dataclass(frozen=True)
-class ControlConfig:
-    control_hz: float = 10.0  # policy rate; env.unwrapped.dt = 1 / control_hz
+class ControlConfig(CheckedConfig):
+    control_hz: float = bounded(10.0, gt=0)  # policy rate; env.unwrapped.dt = 1 / control_hz
     action_mode: Literal["ee_delta", "joint_delta"] = "ee_delta"
     use_yaw: bool = False  # ee_delta: add a yaw-rate action dimension
-    position_scale: float = 0.03  # m of tool motion per step at action 1
-    yaw_scale: float = 0.25  # rad per step at action 1
-    yaw_limit: float = 1.57  # |yaw| of the tool target, rad
-    joint_scale: float = 0.1  # rad per step at action 1 (joint_delta)
-    target_anchor_tolerance: float = 0.005  # m (and 10× that in rad for yaw); see ArmEnv
+    position_scale: float = bounded(0.03, gt=0)  # m of tool motion per step at action 1
+    yaw_scale: float = bounded(0.25, ge=0)  # rad per step at action 1
+    yaw_limit: float = bounded(1.57, gt=0)  # |yaw| of the tool target, rad
+    joint_scale: float = bounded(0.1, gt=0)  # rad per step at action 1 (joint_delta)
+    target_anchor_tolerance: float = bounded(0.005, ge=0)  # m (and 10× that in rad for yaw); see ArmEnv
     workspace_low: tuple[float, float, float] = (0.25, -0.35, 0.005)
     workspace_high: tuple[float, float, float] = (0.75, 0.35, 0.45)
 
     def __post_init__(self) -> None:
-        if self.control_hz <= 0:
-            raise ConfigError(f"control_hz: must be positive, got {self.control_hz}")
+        super().__post_init__()
         if any(lo >= hi for lo, hi in zip(self.workspace_low, self.workspace_high)):
             raise ConfigError(f"workspace_low must be below workspace_high on every axis, got "
                               f"{self.workspace_low} and {self.workspace_high}")
 
 
 @dataclass(frozen=True)
-class ObservationConfig:
+class ObservationConfig(CheckedConfig):
     images: bool = False
     cameras: tuple[str, ...] = ("scene", "wrist")
-    image_height: int = 128
-    image_width: int = 128
-    render_height: int = 360  # env.render() frames
-    render_width: int = 480
+    image_height: int = bounded(128, ge=1)  # pixels
+    image_width: int = bounded(128, ge=1)
+    render_height: int = bounded(360, ge=1)  # env.render() frames
+    render_width: int = bounded(480, ge=1)
 
 
 @dataclass(frozen=True)
-class SimConfig:
+class SimConfig(CheckedConfig):
     """Physics settings of the simulated arm."""
 
-    timestep: float = 0.002  # s; the inner controller runs at every physics step (500 Hz)
-    wall_hz: float = 100.0  # workspace-wall checks per second under joint commands
-    settle_time: float = 0.3  # s of physics after a reset, so objects come to rest
+    timestep: float = bounded(0.002, gt=0)  # s; the inner controller runs at every physics step (500 Hz)
+    wall_hz: float = bounded(100.0, gt=0)  # workspace-wall checks per second under joint commands
+    settle_time: float = bounded(0.3, ge=0)  # s of physics after a reset, so objects come to rest
 
 
 #: Highest ROS domain id: the UDP ports of higher ids overflow (ROS 2 docs, "The ROS_DOMAIN_ID").
@@ -111,21 +122,21 @@ class TransportConfig:
 
 
 @dataclass(frozen=True)
-class Ros2ArmConfig:
+class Ros2ArmConfig(CheckedConfig):
     """How ``Ros2Arm`` reaches an arm bridge node (``robot-rl bridge``) over ROS 2."""
 
     transport: TransportConfig = field(default_factory=TransportConfig)
-    connect_timeout: float = 10.0  # s to wait for the bridge's spec
-    state_timeout: float = 0.25  # s past a step's period before the state counts as stale
-    reset_timeout: float = 30.0  # s for the bridge to finish a reset (a real arm drives home)
+    connect_timeout: float = bounded(10.0, gt=0)  # s to wait for the bridge's spec
+    state_timeout: float = bounded(0.25, gt=0)  # s past a step's period before the state counts as stale
+    reset_timeout: float = bounded(30.0, gt=0)  # s for the bridge to finish a reset (a real arm drives home)
 
 
 @dataclass(frozen=True)
-class RobotConfig:
+class RobotConfig(CheckedConfig):
     # A registered robot kind (robot_rl.envs.robots), checked when the robot is made. Built in:
     # sim: MuJoCo in process; ros2: a client of a bridge node (`robot-rl bridge`) over ROS 2.
     kind: str = "sim"
-    home_noise: float = 0.02  # rad, uniform noise on the home posture at reset
+    home_noise: float = bounded(0.02, ge=0)  # rad, uniform noise on the home posture at reset
     sim: SimConfig = field(default_factory=SimConfig)
     ros2: Ros2ArmConfig = field(default_factory=Ros2ArmConfig)
 

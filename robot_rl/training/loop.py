@@ -59,7 +59,8 @@ from robot_rl.data.recorder import Observation, open_recording_store
 from robot_rl.data.samplers import NonFiniteFeedback
 from robot_rl.envs import make_arm_env
 from robot_rl.robot import Robot
-from robot_rl.training.checkpoint import load_checkpoint, save_checkpoint
+from robot_rl.training.checkpoint import FORMAT as CHECKPOINT_FORMAT
+from robot_rl.training.checkpoint import load_agent_state, load_checkpoint, save_checkpoint
 from robot_rl.training.config import TrainConfig
 from robot_rl.training.logging import RunLogger
 from robot_rl.training.metrics import MetricMeans
@@ -151,8 +152,9 @@ class Trainer:
             torch.set_num_threads(config.train.torch_threads)
         self.env = make_env(config, robot)
         self.eval_env = make_env(config)
-        self.store = open_recording_store(store_path, self.env)
+        # Demonstrations first: a dataset that does not fit must not leave a replay store behind.
         self.demos = self._load_demos() if config.demos.paths else None
+        self.store = open_recording_store(store_path, self.env)
         # Seed before the learner exists: its initial weights come from torch's global generator,
         # which torch seeds differently in every process.
         self.rng = np.random.default_rng(seed)
@@ -195,7 +197,7 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints
     def _payload(self) -> dict[str, Any]:
         return {
-            "format": "robot_rl.checkpoint",
+            "format": CHECKPOINT_FORMAT,
             "config": to_dict(self.config),
             "seed": self.seed,
             "agent": self.agent.state_dict(),
@@ -207,7 +209,7 @@ class Trainer:
         }
 
     def _restore(self, payload: dict[str, Any]) -> None:
-        self.agent.load_state_dict(payload["agent"])
+        load_agent_state(self.agent, payload, self.checkpoint_path)
         self.counters = Counters(**payload["counters"])
         self.rng.bit_generator.state = payload["rng"]["numpy"]
         torch.set_rng_state(payload["rng"]["torch"])
@@ -274,7 +276,9 @@ class Trainer:
         self._recent.append((total, success))
         self.logger.log("episodes", counters.env_steps, {"return": total, "success": float(success),
                                                          "length": episode.length, "episode": counters.episodes})
-        bar.set_postfix(success=f"{np.mean([s for _, s in self._recent]):.2f}",
+        # episodes: the committed count (commit record), what a kill cannot take back; the
+        # episode just ended is usually still queued for the writer.
+        bar.set_postfix(episodes=self.store.n_episodes, success=f"{np.mean([s for _, s in self._recent]):.2f}",
                         ret=f"{np.mean([r for r, _ in self._recent]):.1f}", refresh=False)
 
     def _after_step(self, bar: tqdm) -> None:

@@ -31,19 +31,21 @@ class EpisodeOutcome:
     steps: int
     success: bool  # the env's ``is_success`` after the last step
     total_reward: float
-    kept: bool  # written to the store (False: dropped by ``successful_only``, no steps, or the arm broke it off)
+    kept: bool  # queued for the store (False: dropped by ``successful_only``, no steps, or the arm broke it off)
+    clipped_steps: int = 0  # steps whose action was outside the action space (and was clipped)
 
 
 @dataclass(frozen=True)
 class RecordingSummary:
     episodes_run: int
-    episodes_recorded: int
+    episodes_recorded: int  # committed to the store by this recording (from its commit record)
     successes: int  # among the episodes run
     first_seed: int
+    clipped_steps: int = 0  # steps whose action the source gave outside the action space (clipped)
 
     def to_json(self) -> dict[str, int]:
         return {"episodes_run": self.episodes_run, "episodes_recorded": self.episodes_recorded,
-                "successes": self.successes, "first_seed": self.first_seed}
+                "successes": self.successes, "first_seed": self.first_seed, "clipped_steps": self.clipped_steps}
 
 
 class EpisodeRecorder:
@@ -69,6 +71,8 @@ class EpisodeRecorder:
         self.successful_only = successful_only
         self.recovery = recovery
         self.task = env.unwrapped.config.task.name
+        # Tallies of the current record() call (see summary()).
+        self._first_seed = self._committed_before = self._run = self._successes = self._clipped = 0
 
     def record_episode(self, seed: int) -> EpisodeOutcome:
         """Run one episode from ``env.reset(seed=seed)`` and queue it for the store (unless dropped)."""
@@ -80,7 +84,7 @@ class EpisodeRecorder:
                                    task=self.task)
         else:
             self.store.discard_episode()
-        return EpisodeOutcome(seed, rollout.steps, rollout.success, rollout.total_reward, kept)
+        return EpisodeOutcome(seed, rollout.steps, rollout.success, rollout.total_reward, kept, rollout.clipped_steps)
 
     def record(self, episodes: int, first_seed: int | None = None,
                progress: Callable[[EpisodeOutcome], None] | None = None) -> RecordingSummary:
@@ -89,17 +93,31 @@ class EpisodeRecorder:
 
         ``first_seed`` defaults to one past the largest seed already in the store (0 for a new
         store), so appending to a dataset records new scenes. ``progress`` is called after
-        every episode.
+        every episode, when it has been queued; what counts as *recorded* is what the store has
+        committed (:meth:`~robot_rl.data.EpisodeStore.add_commit_listener` reports each commit).
+        If the recording is interrupted, :meth:`summary` tells what it did, once the store is
+        closed (which commits the queued episodes).
         """
-        if first_seed is None:
-            seeds = self.store.episodes["seed"]
-            first_seed = int(seeds.max()) + 1 if len(seeds) else 0
-        recorded = successes = 0
-        for seed in range(first_seed, first_seed + episodes):
+        self._first_seed = self.next_seed() if first_seed is None else first_seed
+        self._committed_before = self.store.n_episodes
+        self._run = self._successes = self._clipped = 0
+        for seed in range(self._first_seed, self._first_seed + episodes):
             outcome = self.record_episode(seed)
-            recorded += outcome.kept
-            successes += outcome.success
+            self._run += 1
+            self._successes += outcome.success
+            self._clipped += outcome.clipped_steps
             if progress is not None:
                 progress(outcome)
         self.store.flush()
-        return RecordingSummary(episodes, recorded, successes, first_seed)
+        return self.summary()
+
+    def next_seed(self) -> int:
+        """One past the largest seed in the store (0 for an empty store)."""
+        seeds = self.store.episodes["seed"]
+        return int(seeds.max()) + 1 if len(seeds) else 0
+
+    def summary(self) -> RecordingSummary:
+        """What the last :meth:`record` call has done so far. ``episodes_recorded`` comes from the
+        store's commit record, never from what was merely queued."""
+        return RecordingSummary(self._run, self.store.n_episodes - self._committed_before, self._successes,
+                                self._first_seed, self._clipped)

@@ -8,6 +8,9 @@ expert, a teleop device, :class:`AgentPolicy`, or the training run's exploration
 
 A step written to a store is built in one place, :func:`transition`: the observation before the
 action, the action as executed (clipped to the action space), the reward and ``terminated``.
+An action that is not an array of finite real numbers of the right shape is a ``ValueError``
+(:func:`~robot_rl.envs.arm_env.checked_action`); clipped steps are counted
+(``Rollout.clipped_steps``), as ``info["action_clipped"]`` flags them for direct env users.
 
 A real arm may raise a :class:`~robot_rl.robot.RobotError` (a stale state, a safety stop) from
 ``env.reset`` or ``env.step``. With a :class:`RobotRecovery`, :func:`run_episode` survives it:
@@ -29,6 +32,7 @@ import numpy as np
 
 from robot_rl.data import TRANSITION_FEATURES, EpisodeStore
 from robot_rl.data.recorder import ActionSource, Observation
+from robot_rl.envs.arm_env import checked_action
 from robot_rl.robot import RobotError
 
 EVAL_SEED_OFFSET = 10_000_000  # evaluation episodes use seeds disjoint from training episodes
@@ -82,6 +86,7 @@ class Rollout:
     success: bool
     final_obs: Observation
     robot_error: RobotError | None = None
+    clipped_steps: int = 0  # steps whose action the source gave outside the action space
 
 
 class AgentPolicy:
@@ -142,13 +147,16 @@ def run_episode(env: Any, source: ActionSource, seed: int | None, *, store: Epis
         on_reset(info)
     source.reset()
     low, high = env.action_space.low, env.action_space.high
-    steps, total = 0, 0.0
+    steps, total, clipped = 0, 0.0, 0
     try:
         while True:
-            action = source.act(obs)
-            if action is None:
+            requested = source.act(obs)
+            if requested is None:
                 break
-            action = np.clip(np.asarray(action, dtype=np.float32), low, high)
+            requested = checked_action(requested, env.action_space, steps)
+            within = np.clip(requested, low, high)
+            clipped += bool(np.any(within != requested))
+            action = within.astype(np.float32)
             try:
                 next_obs, reward, terminated, truncated, info = env.step(action)
             except RobotError as exc:
@@ -157,7 +165,7 @@ def run_episode(env: Any, source: ActionSource, seed: int | None, *, store: Epis
                 if store is not None:
                     store.discard_episode()  # never commit a partial episode with a bogus last step
                 recovery.report(RobotEvent("step", exc))
-                return Rollout(seed, steps, total, False, obs, robot_error=exc)
+                return Rollout(seed, steps, total, False, obs, robot_error=exc, clipped_steps=clipped)
             if store is not None:
                 store.append_step(transition(obs, action, reward, terminated))
             obs, total, steps = next_obs, total + float(reward), steps + 1
@@ -169,7 +177,7 @@ def run_episode(env: Any, source: ActionSource, seed: int | None, *, store: Epis
         if store is not None:
             store.discard_episode()  # never glue a broken episode's steps onto the next one
         raise
-    return Rollout(seed, steps, total, bool(info.get("is_success", False)), obs)
+    return Rollout(seed, steps, total, bool(info.get("is_success", False)), obs, clipped_steps=clipped)
 
 
 def episode_summary(returns: list[float], successes: list[bool]) -> dict[str, Any]:
