@@ -27,6 +27,12 @@ def test_expert_success_rate(task):
     assert result["success_rate"] >= 0.9, result
 
 
+@pytest.mark.parametrize("object_start", ["random", "fixed"])
+def test_lift_expert_succeeds_95_percent_over_50_seeds(object_start):
+    result = evaluate_expert("lift", episodes=50, seed=0, overrides={"task": {"object_start": object_start}})
+    assert result["success_rate"] >= 0.95, result
+
+
 def test_expert_with_yaw_actions():
     result = evaluate_expert("pick", episodes=5, seed=SEED + 50, overrides={"control": {"use_yaw": True}})
     assert result["success_rate"] >= 0.8, result

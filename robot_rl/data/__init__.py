@@ -1,6 +1,7 @@
 """Episode data: the Zarr :class:`EpisodeStore` (online replay and demonstrations share one
 format), the RAM-tier :class:`ReplayBuffer`, the minibatch samplers (:class:`Sampler`:
-uniform, prioritised, :class:`MixtureSampler`) and :func:`store_info`.
+uniform, prioritised, :class:`MixtureSampler`, hindsight-relabelled :class:`HindsightSampler`)
+and :func:`store_info`.
 
 The replay and sampler classes import torch, so they load on first use: processes that only record or
 inspect episodes (teleoperation, ``robot-rl data info``) stay light.
@@ -20,7 +21,7 @@ from robot_rl.data.store import (
     features_from_spaces,
 )
 
-_LAZY_NAMES = {"Batch": "replay", "ReplayBuffer": "replay", "MixtureSampler": "samplers",
+_LAZY_NAMES = {"Batch": "replay", "ReplayBuffer": "replay", "HindsightSampler": "hindsight", "MixtureSampler": "samplers",
                "PrioritizedSampler": "samplers", "Sampler": "samplers", "UniformSampler": "samplers"}
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "Episode",
     "EpisodeStore",
     "FeatureSpec",
+    "HindsightSampler",
     "MixtureSampler",
     "PrioritizedSampler",
     "ReplayBuffer",

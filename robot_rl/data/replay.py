@@ -15,7 +15,9 @@ or the episode's final observation when the episode ends within ``n`` steps, and
 A batch made with ``one_step=True`` also carries the 1-step fields (``reward_1``, ``next_obs_1``,
 ``discount_1``) of the same transitions, for learners that regress on both (DDPGfD).
 :mod:`robot_rl.data.samplers` draws the learner's minibatches from these buffers (uniform,
-prioritised, or a mixture of several at fixed per-source counts).
+prioritised, or a mixture of several at fixed per-source counts); :mod:`robot_rl.data.hindsight`
+relabels goals at sample time through :meth:`ReplayBuffer.episode_bounds`,
+:meth:`ReplayBuffer.next_observations` and the ``relabelled`` targets of :meth:`ReplayBuffer.gather`.
 
 Not thread-safe: add and sample from one thread (the training loop).
 """
@@ -174,6 +176,7 @@ class ReplayBuffer:
         self._terminated = np.zeros(capacity, bool)
         self._step_episode = np.zeros(capacity, np.int64)  # absolute episode id of each ring slot
         self._remaining = np.zeros(capacity, np.int64)  # steps from this one to its episode's end (≥ 1)
+        self._elapsed = np.zeros(capacity, np.int64)  # steps from its episode's first step to this one
         self._start = 0  # absolute index of the oldest stored step
         self._end = 0  # absolute index one past the newest stored step
         self._first_episode = 0  # absolute id of the oldest stored episode
@@ -239,6 +242,7 @@ class ReplayBuffer:
         _write_ring(self._terminated, first, steps["terminated"])
         _write_ring(self._step_episode, first, np.full(length, episode))
         _write_ring(self._remaining, first, np.arange(length, 0, -1))
+        _write_ring(self._elapsed, first, np.arange(length))
         slot = episode % self._episode_capacity
         self._end += length
         self._episode_end[slot] = self._end
@@ -308,10 +312,50 @@ class ReplayBuffer:
             raise ValueError("cannot sample from an empty ReplayBuffer")
         self.gather(batch, start, rng.integers(self._start, self._end, size=count), n_step, gamma)
 
-    def gather(self, batch: Batch, start: int, steps: np.ndarray, n_step: int, gamma: float) -> None:
+    def episode_bounds(self, steps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Absolute indices ``(first, end)`` of the episode of each step in ``steps`` (absolute
+        indices within :attr:`step_range`): its first step and one past its last."""
+        here = np.asarray(steps) % self.capacity
+        return steps - self._elapsed[here], steps + self._remaining[here]
+
+    def next_observations(self, steps: np.ndarray, keys: Sequence[str]) -> dict[str, np.ndarray]:
+        """Observation entries ``keys`` after the action of each step in ``steps`` (absolute
+        indices within :attr:`step_range`): the next step's observation, or the episode's final
+        observation after its last step. key → new ``(len(steps), *shape)`` array."""
+        unknown = [key for key in keys if key not in self.obs_keys]
+        if unknown:
+            raise KeyError(f"next_observations: {unknown} are not observation keys of this buffer")
+        here = np.asarray(steps) % self.capacity
+        there = (here + 1) % self.capacity
+        at_end = np.flatnonzero(self._remaining[here] == 1)
+        final_slot = self._step_episode[here[at_end]] % self._episode_capacity
+
+        def after(ring: np.ndarray, finals: np.ndarray) -> np.ndarray:
+            value = ring[there]
+            value[at_end] = finals[final_slot]
+            return value
+
+        values: dict[str, np.ndarray] = {}
+        packed = [key for key in keys if key not in self._separate]
+        if packed:  # one gather of whole packed rows serves every packed key
+            rows = after(self._packed, self._final_packed)
+            for key in packed:
+                values[key] = rows[:, self._layout.packed[key][0]].reshape(len(there), *self.specs[key].shape)
+        for key in keys:
+            if key in self._separate:
+                values[key] = after(self._separate[key], self._final_separate[key])
+        return values
+
+    def gather(self, batch: Batch, start: int, steps: np.ndarray, n_step: int, gamma: float,
+               relabelled: tuple[np.ndarray, np.ndarray] | None = None) -> None:
         """Write the transitions at absolute step indices ``steps`` (within :attr:`step_range`)
         into rows ``[start, start + len(steps))`` of ``batch`` (a batch from :meth:`empty_batch`):
-        observation and action, the n-step target fields and, if the batch has them, the 1-step ones."""
+        observation and action, the n-step target fields and, if the batch has them, the 1-step ones.
+
+        ``relabelled = (rewards, terminated)``, two ``(len(steps), n_step)`` arrays, replaces the
+        stored reward and terminated flag of the ``k``-th step of every window (hindsight
+        relabelling; entries past the episode's end are ignored); a window then also ends at its
+        first terminated step. Observations are copied as stored either way."""
         if n_step < 1:
             raise ValueError(f"n_step must be at least 1, got {n_step}")
         if not batch._arrays:
@@ -321,28 +365,38 @@ class ReplayBuffer:
         np.take(self._packed, here, axis=0, out=arrays["obs"][rows], mode="clip")
         for key, ring in self._separate.items():
             np.take(ring, here, axis=0, out=arrays[f"obs/{key}"][rows], mode="clip")
-        self._write_targets(arrays, "", rows, here, n_step, gamma)
+        self._write_targets(arrays, "", rows, here, n_step, gamma, relabelled)
         if "reward_1" in arrays:
-            self._write_targets(arrays, "_1", rows, here, 1, gamma)
+            first = None if relabelled is None else (relabelled[0][:, :1], relabelled[1][:, :1])
+            self._write_targets(arrays, "_1", rows, here, 1, gamma, first)
 
     def _write_targets(self, arrays: dict[str, np.ndarray], suffix: str, rows: slice, here: np.ndarray,
-                       n_step: int, gamma: float) -> None:
+                       n_step: int, gamma: float, relabelled: tuple[np.ndarray, np.ndarray] | None) -> None:
         """``reward{suffix}``, ``discount{suffix}`` and ``next_obs{suffix}`` of the n-step windows
-        starting at ring slots ``here``, truncated at their episode's end (one ``(B, n)`` gather)."""
+        starting at ring slots ``here``, truncated at their episode's end (one ``(B, n)`` gather)
+        and, with ``relabelled`` rewards and terminations, at their first terminated step."""
         capacity = self.capacity
         powers = gamma ** np.arange(n_step + 1)
+        offsets = np.arange(n_step)
         remaining = self._remaining[here]
         n_valid = np.minimum(remaining, n_step)  # n' ∈ [1, n]: steps until the window leaves the episode
-        if n_step == 1:
-            arrays[f"reward{suffix}"][rows] = self._reward[here]
+        if relabelled is None:
+            # Stored episodes terminate at their last step only, so the window's last step says it.
+            if n_step == 1:
+                arrays[f"reward{suffix}"][rows] = self._reward[here]
+            else:
+                rewards = self._reward[(here[:, None] + offsets) % capacity]  # (B, n); past the end: masked
+                arrays[f"reward{suffix}"][rows] = np.where(offsets < n_valid[:, None], rewards, 0.0) @ powers[:-1]
+            terminated = self._terminated[(here + n_valid - 1) % capacity]
         else:
-            offsets = np.arange(n_step)
-            rewards = self._reward[(here[:, None] + offsets) % capacity]  # (B, n); past the end: masked
-            arrays[f"reward{suffix}"][rows] = np.where(offsets < n_valid[:, None], rewards, 0.0) @ powers[:-1]
-        terminated = self._terminated[(here + n_valid - 1) % capacity]
+            rewards, ends = relabelled
+            ends = ends[:, :n_step] & (offsets < n_valid[:, None])
+            terminated = ends.any(axis=1)
+            n_valid = np.where(terminated, ends.argmax(axis=1) + 1, n_valid)  # the first terminated step ends it
+            arrays[f"reward{suffix}"][rows] = np.where(offsets < n_valid[:, None], rewards[:, :n_step], 0.0) @ powers[:-1]
         arrays[f"discount{suffix}"][rows] = powers[n_valid] * ~terminated
         there = (here + n_valid) % capacity
-        at_end = np.flatnonzero(remaining <= n_step)  # next_obs is the episode's final observation
+        at_end = np.flatnonzero(n_valid == remaining)  # next_obs is the episode's final observation
         final_slot = self._step_episode[here[at_end]] % self._episode_capacity
         next_rows = arrays[f"next_obs{suffix}"][rows]
         np.take(self._packed, there, axis=0, out=next_rows, mode="clip")

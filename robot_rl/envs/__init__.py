@@ -1,9 +1,10 @@
 """Gymnasium environments: ``ArmEnv`` over any ``Robot``, task definitions and registration.
 
 ``import robot_rl`` registers ``RobotRL/ArmReach-v0``, ``RobotRL/ArmPush-v0``,
-``RobotRL/ArmPickCube-v0`` and ``RobotRL/ArmPegInsert-v0``::
+``RobotRL/ArmPickCube-v0``, ``RobotRL/ArmPegInsert-v0`` and ``RobotRL/ArmLift-v0``::
 
     env = gymnasium.make("RobotRL/ArmPickCube-v0", reward_type="sparse", images=True)
+    env = gymnasium.make("RobotRL/ArmReach-v0", goal_observation=True)  # gymnasium-robotics goal dicts
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from robot_rl.config import deep_merge
 from robot_rl.envs.arm_env import ArmEnv, NonFiniteStateError, RenderingNotSupportedError
 from robot_rl.envs.config import ENV_IDS, TASKS, EnvConfig, load_env_config
 from robot_rl.envs.robots import make_robot, register_robot_kind, robot_kinds, unregister_robot_kind
-from robot_rl.envs.wrappers import FlattenState
+from robot_rl.envs.wrappers import FlattenState, GoalObservation
 from robot_rl.robot import Robot
 
 
@@ -30,8 +31,10 @@ def make_arm_env(
     action_mode: str | None = None,
     robot: Robot | str | None = None,
     render_mode: str | None = None,
+    goal_observation: bool = False,
 ) -> gym.Env:
-    """Entry point behind every registered id; returns ``TimeLimit(ArmEnv)``.
+    """Entry point behind every registered id; returns ``TimeLimit(ArmEnv)``, wrapped in
+    :class:`GoalObservation` when ``goal_observation`` (goal tasks only).
 
     ``config`` is an :class:`EnvConfig` or a YAML path layered over the task's defaults;
     ``overrides`` is a nested dict (``{"control": {"use_yaw": True}}``); ``reward_type``,
@@ -58,7 +61,14 @@ def make_arm_env(
     else:
         env_config = load_env_config(task, config, deep_merge(merged, {"task": {"name": task}}))
     env = ArmEnv(env_config, robot=robot, render_mode=render_mode)
-    return gym.wrappers.TimeLimit(env, max_episode_steps=env_config.task.max_episode_steps)
+    limited = gym.wrappers.TimeLimit(env, max_episode_steps=env_config.task.max_episode_steps)
+    if not goal_observation:
+        return limited
+    try:
+        return GoalObservation(limited)
+    except ValueError:
+        limited.close()
+        raise
 
 
 def register_envs() -> None:
@@ -68,6 +78,6 @@ def register_envs() -> None:
                          disable_env_checker=False)
 
 
-__all__ = ["ArmEnv", "EnvConfig", "FlattenState", "NonFiniteStateError", "RenderingNotSupportedError", "ENV_IDS",
+__all__ = ["ArmEnv", "EnvConfig", "FlattenState", "GoalObservation", "NonFiniteStateError", "RenderingNotSupportedError", "ENV_IDS",
            "TASKS", "load_env_config", "make_arm_env", "make_robot", "register_envs", "register_robot_kind",
            "robot_kinds", "unregister_robot_kind"]

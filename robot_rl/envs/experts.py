@@ -30,7 +30,7 @@ import gymnasium as gym
 import numpy as np
 
 from robot_rl.envs.config import ENV_IDS, EnvConfig
-from robot_rl.envs.tasks import PickCubeTask, PushTask
+from robot_rl.envs.tasks import LiftTask, PickCubeTask, PushTask
 from robot_rl.geometry import quat_to_matrix, wrap_angle, yaw_of_top_down
 
 Observation = dict[str, np.ndarray]
@@ -209,8 +209,12 @@ class PickExpert(ScriptedExpert):
         turn = float(np.arctan2(x_axis[1], x_axis[0])) - tool_yaw
         return tool_yaw + float((turn + np.pi / 4) % (np.pi / 2) - np.pi / 4)
 
+    def _goal(self, observation: Observation) -> np.ndarray:
+        """Where the cube's centre is to be carried."""
+        return observation["goal_pos"]
+
     def act(self, observation: Observation) -> np.ndarray:
-        ee, cube, goal = observation["ee_pos"], observation["cube_pos"], observation["goal_pos"]
+        ee, cube, goal = observation["ee_pos"], observation["cube_pos"], self._goal(observation)
         width = float(observation["gripper_width"][0])
         yaw = self._grasp_yaw(observation)
         grasp_point = cube + np.array([0.0, 0.0, self.grasp_depth])
@@ -239,6 +243,20 @@ class PickExpert(ScriptedExpert):
         if cube[2] < goal[2] and cube[2] < PickCubeTask.cube_half + self.lift_clearance:
             target = np.array([ee[0], ee[1], target[2]])  # lift straight up first
         return self._move(observation, target, CLOSE, max_step=0.025, yaw=yaw)
+
+
+# --------------------------------------------------------------------------- lift
+class LiftExpert(PickExpert):
+    """Lift: the pick expert with the goal straight above the cube, ``margin`` higher than the
+    success height (so the cube clears it despite sag in the hand), held there to the end."""
+
+    task = "lift"
+    margin = 0.03  # m above the success height
+
+    def _goal(self, observation: Observation) -> np.ndarray:
+        cube = observation["cube_pos"]
+        height = LiftTask.cube_half + self.config.task.success_threshold + self.margin
+        return np.array([cube[0], cube[1], height])
 
 
 # --------------------------------------------------------------------------- peg
@@ -277,7 +295,7 @@ class PegExpert(ScriptedExpert):
 
 # --------------------------------------------------------------------------- API
 EXPERTS: dict[str, type[ScriptedExpert]] = {
-    cls.task: cls for cls in (ReachExpert, PushExpert, PickExpert, PegExpert)
+    cls.task: cls for cls in (ReachExpert, PushExpert, PickExpert, PegExpert, LiftExpert)
 }
 
 

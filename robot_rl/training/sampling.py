@@ -9,18 +9,25 @@ feedback and adds its own episodes; it never asks which learner it runs.
 * prioritised learners that pin demonstrations (DDPGfD): one prioritised buffer over the pinned
   demonstrations and the online replay; the offline phase uses the same sampler, so priorities
   and the β schedule carry on into the online phase.
+
+With ``her.strategy`` set (goal tasks), every uniform source, online replay and demonstrations
+alike, is a :class:`~robot_rl.data.HindsightSampler` that relabels ``her.ratio`` of its rows with
+goals its own episodes achieved; the reward comes from the run's task (pure numpy, the same
+function as the env's reward).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Mapping, Protocol
+from typing import TYPE_CHECKING, Callable, Mapping, Protocol
 
 import numpy as np
 
 from robot_rl.agents import DataNeeds
-from robot_rl.data import MixtureSampler, PrioritizedSampler, ReplayBuffer, Sampler, UniformSampler
+from robot_rl.config import ConfigError
+from robot_rl.data import HindsightSampler, MixtureSampler, PrioritizedSampler, ReplayBuffer, Sampler, UniformSampler
 from robot_rl.data.prioritized import PrioritizedReplayBuffer
+from robot_rl.envs.tasks import make_task
 
 if TYPE_CHECKING:
     from robot_rl.training.config import TrainConfig
@@ -48,13 +55,31 @@ def make_replay_setup(needs: DataNeeds, online: ReplayBuffer, demos: ReplayBuffe
     if demos is not None and needs.prioritized != needs.demos_in_online_buffer:
         raise ValueError(f"unsupported data needs {needs} with demonstrations: demonstrations go pinned into a "
                          f"prioritised buffer or mixed into uniform minibatches")
+    her = config.her
     if needs.prioritized:
+        if her.strategy != "none":
+            raise ConfigError(f"her.strategy: {her.strategy!r} needs uniform sampling; the {agent.algo!r} learner "
+                              f"draws by priority (set her.strategy: none)")
         buffer = PrioritizedReplayBuffer.from_config(online, demos, agent)
         sampler = PrioritizedSampler(buffer, **targets)
         return ReplaySetup(sampler, sampler if demos is not None else None, buffer)
+    uniform = _uniform_sampler_factory(config)
     if demos is None:
-        return ReplaySetup(UniformSampler(online, **targets), None, online)
+        return ReplaySetup(uniform(online), None, online)
     ratio = config.demos.ratio
-    mixture = MixtureSampler([(online, 1.0 - ratio), (demos, ratio)], skip_empty=True,
-                             names=["online replay", "demonstrations"], **targets)
-    return ReplaySetup(mixture, UniformSampler(demos, **targets), online)
+    mixture = MixtureSampler([(uniform(online), 1.0 - ratio), (uniform(demos), ratio)], skip_empty=True,
+                             names=["online replay", "demonstrations"])
+    return ReplaySetup(mixture, uniform(demos), online)
+
+
+def _uniform_sampler_factory(config: TrainConfig) -> Callable[[ReplayBuffer], Sampler]:
+    """buffer → its uniform sampler: hindsight-relabelled when ``her.strategy`` is set."""
+    agent, her = config.agent, config.her
+    targets = {"n_step": agent.n_step, "gamma": agent.gamma}
+    if her.strategy == "none":
+        return lambda buffer: UniformSampler(buffer, **targets)
+    task = make_task(config.env.task)
+    if not task.is_goal_task:
+        raise ConfigError(f"her.strategy: task {task.name!r} has no goal to relabel (goal tasks: reach, push, pick, "
+                          f"peg); set her.strategy: none")
+    return lambda buffer: HindsightSampler(buffer, task, her.strategy, her.ratio, **targets)
