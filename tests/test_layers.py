@@ -51,7 +51,8 @@ def test_core_modules_import_no_simulator_ros_or_dds():
     report = json.loads(result.stdout.strip().splitlines()[-1])
     # The walk did reach the whole core (a broken walk would pass vacuously).
     for module in ("robot_rl.robot", "robot_rl.envs.arm_env", "robot_rl.envs.robots", "robot_rl.envs.experts",
-                   "robot_rl.agents.sac", "robot_rl.data.store", "robot_rl.training.loop"):
+                   "robot_rl.agents.sac", "robot_rl.data.store", "robot_rl.training.loop",
+                   "robot_rl.teleop.source", "robot_rl.teleop.gamepad", "robot_rl.teleop.spacemouse"):
         assert module in report["imported"], module
     assert not any(name.startswith(NOT_CORE) for name in report["imported"])
     assert report["forbidden_loaded"] == [], f"core modules loaded {report['forbidden_loaded']}"
