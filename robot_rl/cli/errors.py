@@ -44,6 +44,7 @@ EXIT_CODES: dict[str, int] = {
     "robot_rl.training.checkpoint.CheckpointError": EXIT_USAGE,
     "robot_rl.training.loop.RunDirError": EXIT_USAGE,
     "robot_rl.sim.sim_arm.RenderingUnavailableError": EXIT_USAGE,
+    "robot_rl.teleop.device.DeviceUnavailableError": EXIT_USAGE,  # no such device, or it cannot be opened
     "builtins.ValueError": EXIT_USAGE,  # argument and data validation (ConfigError is one too)
     "builtins.FileNotFoundError": EXIT_USAGE,
     "builtins.NotADirectoryError": EXIT_USAGE,

@@ -1,11 +1,6 @@
 """``robot-rl teleop``: drive an arm from a teleoperation device, and the options every command
 that takes a device shares (``record --source teleop`` and ``train --teleop`` can reuse
 :func:`add_teleop_options`, :func:`teleop_config` and :func:`teleop_source`).
-
-Not registered in :data:`robot_rl.cli.GROUPS` yet; to enable it, import
-:func:`add_teleop_parser` in ``robot_rl/cli/__init__.py`` and add it to ``GROUPS``, and list
-``robot_rl.teleop.device.DeviceUnavailableError`` in :data:`robot_rl.cli.errors.EXIT_CODES`
-(exit 2: the device cannot be used as asked).
 """
 
 from __future__ import annotations
