@@ -250,3 +250,34 @@ def test_robot_that_does_not_come_back_stops_the_run_naming_the_timeout(tmp_path
         assert store.n_episodes == 0  # the broken episode was never committed
     with pytest.raises(ConfigError, match="robot_recovery_timeout"):
         load_train_config(overrides={"train": {"robot_recovery_timeout": 0}})
+
+
+def test_run_config_rewrite_killed_midway_keeps_the_previous_file(tmp_path, monkeypatch):
+    """Every start, resumed ones too, rewrites config.yaml, and --resume reads it back. A kill
+    during the rewrite (here: before the rename) must leave the previous file whole, never an
+    empty one, which would resume silently with every default (crash-safety benchmark finding)."""
+    from robot_rl.training import loop
+
+    path = tmp_path / "config.yaml"
+    first = load_train_config(overrides={"train": {"total_steps": 400}, "agent": {"hidden_sizes": [32, 32]}})
+    loop.write_run_config(path, first)
+    saved = path.read_text()
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # stands in for SIGKILL between writing the new file and renaming it
+
+    monkeypatch.setattr(loop.os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        loop.write_run_config(path, load_train_config())
+    monkeypatch.undo()
+    assert path.read_text() == saved
+
+
+def test_resume_refuses_an_empty_run_config(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.yaml").write_text("")  # what a kill mid-rewrite left before writes were atomic
+    failed = subprocess.run([sys.executable, "-m", "robot_rl.cli", "train", "--run-dir", str(run_dir), "--resume"],
+                            capture_output=True, text=True, timeout=120)
+    assert failed.returncode == 2 and "is empty" in failed.stderr and "Traceback" not in failed.stderr
+    assert not (run_dir / "seed_0").exists()  # nothing started with the defaults

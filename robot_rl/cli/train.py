@@ -39,6 +39,9 @@ def train_command(args: argparse.Namespace) -> int:
         if args.run_dir is None or not (args.run_dir / "config.yaml").is_file():
             raise CommandError("--resume needs --run-dir pointing at an existing run (with config.yaml)")
         saved = read_yaml(args.run_dir / "config.yaml")
+        if not saved:  # the trainer always writes the whole config; empty would mean "all defaults"
+            raise CommandError(f"{args.run_dir / 'config.yaml'} is empty, so it does not say how the run was "
+                               "configured; restore it (or start a new run) before resuming")
         config = load_train_config(args.config, deep_merge(saved, overrides), agent_preset=args.algo)
     else:
         config = load_train_config(args.config, overrides, agent_preset=args.algo)

@@ -38,6 +38,7 @@ taken, dropped ones included; a resumed run restarts it from the store's count.
 from __future__ import annotations
 
 import logging
+import os
 import random
 import time
 from collections import deque
@@ -384,10 +385,24 @@ def _all_finite(state: Any) -> bool:
     return not flags or bool(torch.stack(flags).all())
 
 
+def write_run_config(path: Path, config: TrainConfig) -> None:
+    """Write the run's ``config.yaml`` through ``<name>.partial``, fsync and ``os.replace``.
+
+    Every start, resumed ones included, rewrites it, and ``--resume`` reads it back: a plain
+    rewrite killed between truncating and writing would leave it empty, which reads as "all
+    defaults" (a different run, silently). A kill now leaves the previous file intact."""
+    partial = path.with_name(path.name + ".partial")
+    with open(partial, "w") as f:
+        f.write(yaml.safe_dump(to_dict(config), sort_keys=False))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(partial, path)
+
+
 def train(config: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]:
     """Train every seed of ``config.train.seeds`` under ``run_dir``; returns final evaluations."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+    write_run_config(run_dir / "config.yaml", config)
     results = {}
     for seed in config.train.seeds:
         trainer = Trainer(config, run_dir / f"seed_{seed}", seed, resume=resume)
