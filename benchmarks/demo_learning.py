@@ -18,6 +18,8 @@ range, wall-clock) and a PNG of every seed, unsmoothed.
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from pathlib import Path
 
 import gymnasium as gym
@@ -74,7 +76,8 @@ def main() -> None:
             if name != "sac":
                 overrides["demos"] = {"paths": [str(demos)]}
             results[name][seed] = cached_run(run_dir, lambda: run_ours(run_dir, overrides, agent_preset=name))
-    write_report(results, {"task": f"{ENV_IDS[args.task]} (sparse)", "demonstrations": args.demos,
+    write_report(results, {"command": "python benchmarks/demo_learning.py " + " ".join(sys.argv[1:]),
+                           "cpu_count": os.cpu_count(), "task": f"{ENV_IDS[args.task]} (sparse)", "demonstrations": args.demos,
                            "budget_env_steps": args.steps, "seeds": args.seeds,
                            "compute_overrides": compute, "torch_threads_per_run": args.torch_threads},
                  args.out, f"demo_learning_{args.task}",
