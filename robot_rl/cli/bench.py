@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from robot_rl.cli.common import (
+    CommandError,
     non_negative_int,
     positive_float,
     positive_int,
@@ -34,8 +35,12 @@ def bench_env(args: argparse.Namespace) -> int:
 
 def bench_learner(args: argparse.Namespace) -> int:
     """Gradient updates/s of our SAC (N=2) and REDQ (N=10, M=2) vs Stable-Baselines3 SAC."""
+    from robot_rl.agents.config import device_problem
     from robot_rl.bench.learner_bench import run_learner_benchmark
 
+    problem = device_problem(args.device)
+    if problem:
+        raise CommandError(f"--device: {problem}")
     result = run_learner_benchmark(repeats=args.repeats, seconds=args.seconds, device=args.device, threads=args.threads)
     _emit(result, args.json)
     return 0
