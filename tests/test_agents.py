@@ -228,3 +228,66 @@ def test_update_returns_detached_scalar_tensors_and_no_td_errors(algo):
     for name, value in result.metrics.items():
         assert isinstance(value, torch.Tensor) and value.dim() == 0 and not value.requires_grad, name
     assert result.scalars() == {name: value.item() for name, value in result.metrics.items()}
+
+
+def test_value_head_and_member_views_match_the_plain_products():
+    """The 1-wide Q head (computed as a reduction) and members given as a range (weight views)
+    give what per-member matmuls give; the range selects the same rows as indices."""
+    torch.manual_seed(0)
+    head = EnsembleLinear(3, 6, 1)
+    x = torch.randn(3, 5, 6)
+    torch.testing.assert_close(head(x), torch.stack([x[i] @ head.weight[i] + head.bias[i] for i in range(3)]))
+    q = EnsembleQ(4, 5, 2, (16, 16), layer_norm=True)
+    obs, action = torch.randn(7, 5), torch.randn(7, 2)
+    torch.testing.assert_close(q(obs, action, range(1, 3)), q(obs, action, torch.tensor([1, 2])))
+    torch.testing.assert_close(q(obs, action, range(1)), q(obs, action)[:1])
+
+
+def test_td3_actor_follows_q1_only():
+    """L_μ = −E[Q_1(s, μ(s))]: the actor's gradient does not depend on the other critics."""
+    torch.manual_seed(0)
+    agent = TD3(OBS, ACT, AgentConfig(algo="td3", hidden_sizes=(8,)))
+    b = batch()
+    loss, _ = agent.actor_loss(b)
+    obs = b.obs
+    torch.testing.assert_close(loss, -agent.critic(obs, agent.actor(obs))[0].mean())
+    with torch.no_grad():
+        agent.critic.net[0].weight[1:].mul_(3.0)  # change every critic but Q_1
+    torch.testing.assert_close(agent.actor_loss(b)[0], loss)
+
+
+def test_fused_adam_and_fp32_matmul_setting():
+    """Optimisers use the fused kernel where available; the oneDNN float32 setting is used only
+    where it keeps float32 accuracy, and the context manager restores the previous setting."""
+    from robot_rl.agents.kernels import fp32_matmul, onednn_keeps_fp32
+
+    agent = SAC(OBS, ACT, AgentConfig(hidden_sizes=(8,)))
+    for optimizer in (agent.critic_optimizer, agent.actor_optimizer, agent.alpha_optimizer):
+        assert optimizer.defaults["fused"] or optimizer.defaults["foreach"]
+    before = torch.backends.mkldnn.matmul.fp32_precision
+    with fp32_matmul("onednn"):
+        a, b = torch.randn(64, 300), torch.randn(300, 32)
+        product = a @ b
+    assert torch.backends.mkldnn.matmul.fp32_precision == before
+    if onednn_keeps_fp32():
+        exact = a.double() @ b.double()
+        assert ((product.double() - exact).abs().max() / exact.abs().max()) < 1e-5
+
+
+def test_dropout16_rate_scale_and_eval():
+    """DroQ's dropout: drops p (rounded to 2⁻¹⁶) of the elements, scales the rest by 1/(1 − p),
+    passes gradients through the same mask, and is the identity in eval mode."""
+    from robot_rl.agents.networks import Dropout16
+
+    torch.manual_seed(0)
+    dropout = Dropout16(0.1)
+    assert abs(dropout.p - 0.1) < 2 ** -16
+    x = torch.ones(400, 1000, requires_grad=True)
+    y = dropout(x)
+    dropped = (y == 0).float().mean().item()
+    assert abs(dropped - dropout.p) < 0.003  # 400k draws: σ ≈ 0.0005
+    torch.testing.assert_close(y[y != 0], torch.full_like(y[y != 0], 1 / (1 - dropout.p)))
+    y.sum().backward()
+    assert torch.equal(x.grad, y.detach())  # d(x · mask)/dx = mask
+    dropout.eval()
+    assert torch.equal(dropout(x), x)

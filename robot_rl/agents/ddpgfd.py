@@ -33,6 +33,7 @@ from gymnasium import spaces
 
 from robot_rl.agents.base import DataNeeds, TransitionBatch, UpdateResult
 from robot_rl.agents.config import AgentConfig
+from robot_rl.agents.networks import Q1
 from robot_rl.agents.td3 import TD3
 
 DEMO_FIELDS = ("reward_1", "next_obs_1", "discount_1", "weights", "is_demo")
@@ -85,7 +86,7 @@ class DDPGfD(TD3):
         """−mean_b Q_1(s, μ(s)) + λ_bc · L_BC; Q_1 of μ(s) and of the batch action in one pass."""
         obs = self.encoder(batch.obs)
         policy_action = self.actor(obs)
-        q_policy, q_data = self.critic(obs.repeat(2, 1), torch.cat([policy_action, batch.action]))[0].chunk(2)
+        q_policy, q_data = self.critic(obs.repeat(2, 1), torch.cat([policy_action, batch.action]), Q1)[0].chunk(2)
         keep = q_data > q_policy if self.config.q_filter else torch.ones_like(batch.is_demo)
         bc_loss = q_filtered_bc_loss(policy_action, batch.action, batch.is_demo, keep)
         demos = batch.is_demo.sum().clamp(min=1)

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from robot_rl.agents.base import OffPolicyAgent, TransitionBatch, UpdateResult, polyak_update, subset_min_q
+from robot_rl.agents.base import OffPolicyAgent, TransitionBatch, UpdateResult, adam, polyak_update, subset_min_q
 from robot_rl.agents.config import AgentConfig
 from robot_rl.agents.networks import SquashedGaussianActor
 
@@ -31,11 +31,10 @@ class SAC(OffPolicyAgent):
     def __init__(self, observation_space: spaces.Space, action_space: spaces.Box, config: AgentConfig) -> None:
         super().__init__(observation_space, action_space, config)
         self.actor = SquashedGaussianActor(self.obs_dim, self.action_dim, config.hidden_sizes).to(self.device)
-        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr,
-                                                weight_decay=config.weight_decay)
+        self.actor_optimizer = adam(self.actor.parameters(), config.actor_lr, config.weight_decay)
         self.log_alpha = torch.tensor(np.log(config.init_temperature), dtype=torch.float32,
                                       device=self.device, requires_grad=True)
-        self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=config.alpha_lr)
+        self.alpha_optimizer = adam([self.log_alpha], config.alpha_lr)
         self.target_entropy = (config.target_entropy if config.target_entropy is not None
                                else -float(self.action_dim))
 
@@ -69,13 +68,11 @@ class SAC(OffPolicyAgent):
         q = self.actor_q(self.critic(obs, action))
         self.critic.requires_grad_(True)
         actor_loss = (self.alpha * log_prob - q).mean()
-        self.actor_optimizer.zero_grad(set_to_none=True)
-        actor_loss.backward()
-        self.actor_optimizer.step()
-
         alpha_loss = -(self.log_alpha * (log_prob.detach() + self.target_entropy)).mean()
+        self.actor_optimizer.zero_grad(set_to_none=True)
         self.alpha_optimizer.zero_grad(set_to_none=True)
-        alpha_loss.backward()
+        (actor_loss + alpha_loss).backward()  # disjoint graphs (α and log π detached): one pass serves both
+        self.actor_optimizer.step()
         self.alpha_optimizer.step()
         return {"actor_loss": actor_loss.detach(), "alpha": self.alpha, "entropy": -log_prob.detach().mean()}
 

@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from robot_rl.agents.base import OffPolicyAgent, TransitionBatch, UpdateResult, polyak_update, subset_min_q
+from robot_rl.agents.base import OffPolicyAgent, TransitionBatch, UpdateResult, adam, polyak_update, subset_min_q
 from robot_rl.agents.config import AgentConfig
-from robot_rl.agents.networks import DeterministicActor
+from robot_rl.agents.networks import Q1, DeterministicActor
 
 
 class TD3(OffPolicyAgent):
@@ -27,8 +27,7 @@ class TD3(OffPolicyAgent):
         super().__init__(observation_space, action_space, config)
         self.actor = DeterministicActor(self.obs_dim, self.action_dim, config.hidden_sizes).to(self.device)
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
-        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr,
-                                                weight_decay=config.weight_decay)
+        self.actor_optimizer = adam(self.actor.parameters(), config.actor_lr, config.weight_decay)
 
     @torch.no_grad()
     def act(self, obs: Mapping[str, np.ndarray] | np.ndarray, deterministic: bool = False) -> np.ndarray:
@@ -74,7 +73,7 @@ class TD3(OffPolicyAgent):
     def actor_loss(self, batch: TransitionBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """L_μ = −E[Q_1(s, μ(s))] and extra metrics (none here)."""
         obs = self.encoder(batch.obs)
-        return -self.critic(obs, self.actor(obs))[0].mean(), {}
+        return -self.critic(obs, self.actor(obs), Q1)[0].mean(), {}  # only Q_1 is evaluated
 
     def _modules(self) -> dict[str, Any]:
         return {**super()._modules(), "actor": self.actor, "actor_target": self.actor_target,

@@ -1,49 +1,116 @@
-"""Learner throughput: gradient updates per second, ours side by side with Stable-Baselines3.
+"""Learner throughput: gradient updates per second, FLOPs and the fraction of the machine's
+matrix-product throughput they reach, ours side by side with Stable-Baselines3.
 
-Cases (256×256 MLPs, batch 256, one critic + actor + temperature step per update, minibatch
-sampling from the RAM replay tier included on both sides):
+Cases (256×256 MLPs, batch 256, minibatch sampling from the RAM replay tier included on both
+sides; one update = one critic step, plus the actor (and temperature) step every k-th update):
 
-* ``sac_n2``: our SAC, 2 critics (clipped double-Q);
-* ``redq_n10_m2``: our SAC with a 10-critic ensemble, target min over a random pair, actor
-  updated at every critic step like the N=2 case (the like-for-like cost of the ensemble);
-* ``redq_n10_m2_schedule``: the same with REDQ's own schedule from ``configs/agents/redq.yaml``
-  (one actor step per 20 critic steps), i.e. the cost per update a REDQ run actually pays;
+* ``sac_n2``: our SAC, 2 critics (clipped double-Q), k = 1;
+* ``redq_n10_m2``: 10 critics, target min over a random pair, k = 1 like ``sac_n2`` (the
+  like-for-like cost of the ensemble; the actor step evaluates all 10 critics);
+* ``redq_n10_m2_schedule``: the same on REDQ's own schedule (``configs/agents/redq.yaml``,
+  k = 20), i.e. the cost per update a REDQ run actually pays;
+* ``droq``: 2 dropout + LayerNorm critics on DroQ's schedule (``configs/agents/droq.yaml``, k = 20);
+* ``td3``: TD3, 2 critics, policy delay k = 2 (``configs/agents/td3.yaml``);
 * ``sac_n2_item_per_metric``: ``sac_n2`` reading every metric with ``.item()`` after every
-  update (the loop before metrics stayed on the device: five host syncs per update);
-* ``sb3_sac``: Stable-Baselines3 SAC (``model.train(gradient_steps=…)``), when installed.
+  update (the loop before metrics stayed on the device);
+* ``sb3_sac``, ``sb3_td3``: Stable-Baselines3 SAC and TD3 (policy delay 2) with the same sizes
+  (``model.train(gradient_steps=…)``), when installed.
 
-Our cases keep the metrics on the device and read them as the training loop does: summed there
+Our cases read their metrics as the training loop does: summed on the device
 (:class:`~robot_rl.training.metrics.MetricMeans`) and transferred once per ``LOG_EVERY`` updates.
-``host_sync_speedup`` (``sac_n2`` / ``sac_n2_item_per_metric``) is what that saves; on a CPU a
-"transfer" is a read of memory the host already has, so the figure stays near 1 there, and the
-saving shows on a GPU, where every ``.item()`` waits for the queued kernels to finish.
+
+Roofline: every repeat also measures, with the same threads, the GFLOP/s of plain 256×256×256
+float32 matrix products (``mm_256``, the machine's reference) and of the update's own matrix
+products run back to back without anything else (``update_gemms_<case>``: the ceiling for
+these small shapes; 1-wide products of the Q head, 0.3 % of the FLOPs, left out). Each case's
+FLOPs per update are counted analytically (:mod:`robot_rl.bench.flops`, counting rule there);
+``achieved_gflops`` = FLOPs per update × updates/s, and ``roofline_fraction`` = achieved /
+``mm_256`` of the same repeat. Both are also given per CPU second of this process
+(``*_cpu``), which a single-threaded run keeps close to its idle-machine value when other
+processes take turns on the cores. ``sac_n2_onednn`` and ``redq_n10_m2_onednn`` run the same
+updates with float32 matmuls on oneDNN (``agent.fp32_matmul: onednn``, only where it keeps
+float32 accuracy), next to that library's own ``mm_256_onednn`` roofline.
+
+Load: ``others_cpu`` (per measurement) is the share of the machine's CPUs that other processes
+used meanwhile, and ``loadavg_1min`` the load after each repeat. With 2 threads on 2 busy cores
+the figures collapse: OpenMP's waiting worker spins while the other core runs someone else
+(measured in the same minute: 10 updates/s with the default wait policy, 80 with
+``OMP_WAIT_POLICY=passive``).
+
+Not offered, because measured slower here: ``torch.compile`` (inductor, torch 2.13 CPU: 78 vs
+100 updates per CPU second for SAC N=2, 38 s to compile) and computing the next actions of
+several minibatches in one actor pass (720 µs per 256 rows for 20 stacked batches vs 520 µs
+one at a time: the stacked activations leave the L2 cache).
 
 Cases run in turn inside every repeat; ratios are computed per repeat and summarised by their
-median. Goals on a 2-core CPU: ``sac_n2`` ≥ 3× SB3's updates/s; REDQ costs ≤ 2.5× ``sac_n2`` per
-update. Both learners are compute-bound here (≈0.6 GFLOP per update at batch 256): our edge
-over SB3 comes from skipping work (no critic weight gradients in the actor step, only the M drawn
-target critics evaluated), not from faster arithmetic. ``torch.compile`` was measured slower on
-CPU (inductor, torch 2.13) and is therefore not offered.
+median. ``utd_study`` (``--utd``) adds SAC N=2, REDQ N=10 and DroQ at each UTD ratio u with
+one actor step per u critic steps (the presets' schedule), reported as updates/s and env
+steps/s (= updates/s / u); ``width_study`` (``--widths``) the same for other hidden widths.
 """
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
-from typing import Any, Callable
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 from gymnasium import spaces
 
 from robot_rl.agents import AgentConfig, make_agent
+from robot_rl.agents.kernels import fp32_matmul, onednn_keeps_fp32
 from robot_rl.bench.env_bench import machine_info
+from robot_rl.bench.flops import Gemm, update_flops, update_gemms
 from robot_rl.data import FeatureSpec, ReplayBuffer
 from robot_rl.training.metrics import MetricMeans
 
 OBS_DIM, ACTION_DIM = 27, 4  # ArmReach-v0's flattened state and ee_delta action
 BATCH, HIDDEN, FILL = 256, (256, 256), 20_000
 LOG_EVERY = 100  # updates between metric reads (the loop logs every 100 env steps at UTD 1)
+SAC_N2_VS_SB3_GOAL, REDQ_COST_GOAL, ROOFLINE_GOAL = 1.8, 2.5, 0.7
+
+
+@dataclass(frozen=True)
+class Case:
+    """One learner configuration; ``peer`` marks a Stable-Baselines3 case."""
+
+    algo: str = "sac"
+    ensemble_size: int = 2
+    subset_size: int = 2
+    actor_update_interval: int = 1
+    layer_norm: bool = False
+    dropout: float = 0.0
+    hidden: tuple[int, ...] = HIDDEN
+    item_per_metric: bool = False
+    fp32_matmul: str = "default"  # "onednn": oneDNN's float32 kernels (robot_rl/agents/kernels.py)
+    peer: bool = False
+
+    def gemms(self) -> dict[str, list[Gemm]]:
+        deterministic = self.algo in ("td3", "ddpg")
+        return update_gemms(OBS_DIM, ACTION_DIM, self.hidden, BATCH, self.ensemble_size, self.subset_size,
+                            stochastic_actor=not deterministic, actor_critics=1 if deterministic else None,
+                            sb3=self.peer)
+
+    def flops(self) -> dict[str, float]:
+        return update_flops(self.gemms(), self.actor_update_interval)
+
+
+CASES = {
+    "sac_n2": Case(),
+    "redq_n10_m2": Case(ensemble_size=10),
+    "redq_n10_m2_schedule": Case(ensemble_size=10, actor_update_interval=20),
+    "droq": Case(layer_norm=True, dropout=0.01, actor_update_interval=20),
+    "td3": Case(algo="td3", actor_update_interval=2),
+    "sac_n2_item_per_metric": Case(item_per_metric=True),
+    "sac_n2_onednn": Case(fp32_matmul="onednn"),
+    "redq_n10_m2_onednn": Case(ensemble_size=10, fp32_matmul="onednn"),
+    "sb3_sac": Case(peer=True),
+    "sb3_td3": Case(algo="td3", actor_update_interval=2, peer=True),
+}
+ROOFLINE_CASES = ("sac_n2", "redq_n10_m2")  # whose GEMM lists are timed alone every repeat
 
 
 def _replay(rng: np.random.Generator, device: str) -> ReplayBuffer:
@@ -58,14 +125,19 @@ def _replay(rng: np.random.Generator, device: str) -> ReplayBuffer:
     return buffer
 
 
-def ours(ensemble_size: int, subset_size: int, device: str, actor_update_interval: int = 1,
-         item_per_metric: bool = False) -> Callable[[int], None]:
-    """Updates of our SAC; metrics read once per ``LOG_EVERY`` updates, or (``item_per_metric``)
-    each with ``.item()`` after every update."""
+def ours(ensemble_size: int = 2, subset_size: int = 2, device: str = "cpu", actor_update_interval: int = 1,
+         item_per_metric: bool = False, case: Case | None = None) -> Callable[[int], None]:
+    """Updates of our learner (``case``, or SAC with the given ensemble); metrics read once per
+    ``LOG_EVERY`` updates, or (``item_per_metric``) each with ``.item()`` after every update."""
+    if case is None:
+        case = Case(ensemble_size=ensemble_size, subset_size=subset_size,
+                    actor_update_interval=actor_update_interval, item_per_metric=item_per_metric)
     obs_space = spaces.Dict({"state": spaces.Box(-np.inf, np.inf, (OBS_DIM,), np.float32)})
     action_space = spaces.Box(-1.0, 1.0, (ACTION_DIM,), np.float32)
-    config = AgentConfig(ensemble_size=ensemble_size, subset_size=subset_size, hidden_sizes=HIDDEN,
-                         batch_size=BATCH, device=device, actor_update_interval=actor_update_interval)
+    config = AgentConfig(algo=case.algo, ensemble_size=case.ensemble_size, subset_size=case.subset_size,
+                         hidden_sizes=case.hidden, batch_size=BATCH, device=device,
+                         actor_update_interval=case.actor_update_interval, layer_norm=case.layer_norm,
+                         dropout=case.dropout, fp32_matmul=case.fp32_matmul)
     agent = make_agent(obs_space, action_space, config)
     rng = np.random.default_rng(0)
     replay = _replay(rng, device)
@@ -74,24 +146,27 @@ def ours(ensemble_size: int, subset_size: int, device: str, actor_update_interva
 
     def run(updates: int) -> None:
         nonlocal pending
-        for _ in range(updates):
-            result = agent.update(replay.sample(BATCH, rng))
-            if item_per_metric:
-                for value in result.metrics.values():
-                    value.item()
-                continue
-            metrics.add(result.metrics)
-            pending += 1
-            if pending == LOG_EVERY:
-                metrics.take()
-                pending = 0
+        with fp32_matmul(case.fp32_matmul):  # only around this case's updates: the setting is process-wide
+            for _ in range(updates):
+                result = agent.update(replay.sample(BATCH, rng))
+                if case.item_per_metric:
+                    for value in result.metrics.values():
+                        value.item()
+                    continue
+                metrics.add(result.metrics)
+                pending += 1
+                if pending == LOG_EVERY:
+                    metrics.take()
+                    pending = 0
     return run
 
 
-def sb3(device: str) -> Callable[[int], None] | None:
+def sb3(device: str, algo: str = "sac") -> Callable[[int], None] | None:
+    """Stable-Baselines3 SAC or TD3 (policy delay 2) training steps, or None if not installed."""
     try:
         import gymnasium as gym
         from stable_baselines3 import SAC as SB3SAC
+        from stable_baselines3 import TD3 as SB3TD3
         from stable_baselines3.common.logger import configure
     except ImportError:
         return None
@@ -106,8 +181,10 @@ def sb3(device: str) -> Callable[[int], None] | None:
         def step(self, action):
             return np.zeros(OBS_DIM, np.float32), 0.0, False, False, {}
 
-    model = SB3SAC("MlpPolicy", ShapeOnlyEnv(), batch_size=BATCH, buffer_size=FILL, learning_starts=0,
-                   policy_kwargs={"net_arch": list(HIDDEN)}, device=device, seed=0)
+    kwargs = dict(batch_size=BATCH, buffer_size=FILL, learning_starts=0, policy_kwargs={"net_arch": list(HIDDEN)},
+                  device=device, seed=0)
+    model = SB3SAC("MlpPolicy", ShapeOnlyEnv(), **kwargs) if algo == "sac" else \
+        SB3TD3("MlpPolicy", ShapeOnlyEnv(), policy_delay=2, **kwargs)
     model.set_logger(configure(None, []))
     rng = np.random.default_rng(0)
     for _ in range(FILL):
@@ -115,64 +192,217 @@ def sb3(device: str) -> Callable[[int], None] | None:
                                 rng.uniform(-1, 1, (1, ACTION_DIM)), rng.standard_normal(1), np.zeros(1), [{}])
 
     def run(updates: int) -> None:
-        model.train(gradient_steps=updates, batch_size=BATCH)
+        with fp32_matmul("default"):  # torch's own float32 kernels, as SB3 users get them
+            model.train(gradient_steps=updates, batch_size=BATCH)
     return run
 
 
-def _rate(run: Callable[[int], None], seconds: float) -> float:
+def _busy_cpu_seconds() -> float | None:
+    """CPU seconds all processes have spent busy since boot (Linux ``/proc/stat``), or None."""
+    try:
+        with open("/proc/stat") as stat:
+            ticks = [int(value) for value in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait
+
+
+def _rate(run: Callable[[int], None], seconds: float) -> tuple[float, float, float | None]:
+    """Updates per wall-clock second and per CPU second of this process (all its threads), and
+    the share of the machine's CPUs that *other* processes used meanwhile (None where unknown)."""
     run(5)  # warm-up (allocator, first-call overheads)
-    updates, start = 0, time.perf_counter()
+    updates, start, cpu_start, busy_start = 0, time.perf_counter(), time.process_time(), _busy_cpu_seconds()
     while time.perf_counter() - start < seconds:
         run(10)
         updates += 10
-    return updates / (time.perf_counter() - start)
+    wall, cpu, busy = time.perf_counter() - start, time.process_time() - cpu_start, _busy_cpu_seconds()
+    others = None if busy is None or busy_start is None else \
+        round(max(0.0, (busy - busy_start - cpu) / (wall * (os.cpu_count() or 1))), 3)
+    return updates / wall, updates / cpu, others
 
 
-def run_learner_benchmark(repeats: int = 5, seconds: float = 3.0, device: str = "cpu",
-                          threads: int | None = None) -> dict[str, Any]:
+def gemm_gflops(gemms: Sequence[Gemm], seconds: float = 0.5, device: str = "cpu") -> tuple[float, float]:
+    """GFLOP per wall-clock second and per CPU second of ``gemms`` run back to back
+    (``torch.mm``/``torch.bmm`` into preallocated outputs), products with a 1-wide side left
+    out; medians of five timed windows of ``seconds``/5."""
+    gemms = [g for g in gemms if min(g.k, g.n) > 1]
+    operands = []
+    for g in gemms:
+        shape = (g.members,) if g.members > 1 else ()
+        a, b = torch.randn(*shape, g.m, g.k, device=device), torch.randn(*shape, g.k, g.n, device=device)
+        operands.append((torch.bmm if g.members > 1 else torch.mm, a, b, torch.empty(*shape, g.m, g.n, device=device)))
+    flops = sum(g.flops for g in gemms)
+
+    def run() -> None:
+        for product, a, b, out in operands:
+            product(a, b, out=out)
+
+    for _ in range(3):
+        run()
+    rates, cpu_rates = [], []
+    for _ in range(5):
+        loops, start, cpu_start = 0, time.perf_counter(), time.process_time()
+        while time.perf_counter() - start < seconds / 5:
+            run()
+            loops += 1
+        if device == "cuda":
+            torch.cuda.synchronize()
+        rates.append(loops * flops / (time.perf_counter() - start) / 1e9)
+        cpu_rates.append(loops * flops / (time.process_time() - cpu_start) / 1e9)
+    return statistics.median(rates), statistics.median(cpu_rates)
+
+
+def roofline(device: str = "cpu", onednn: bool = False) -> dict[str, tuple[float, float]]:
+    """``mm_256``: GFLOP/s (wall, CPU) of 256×256×256 float32 products; ``update_gemms_<case>``: of
+    that case's update products run alone; with ``onednn``, the same on oneDNN's kernels too."""
+    result = {}
+    for suffix, kind in (("", "default"), ("_onednn", "onednn")) if onednn else (("", "default"),):
+        with fp32_matmul(kind):
+            result[f"mm_256{suffix}"] = gemm_gflops([Gemm(1, 256, 256, 256)], device=device)
+            for name in ROOFLINE_CASES:
+                products = [g for part in CASES[name].gemms().values() for g in part]
+                result[f"update_gemms_{name}{suffix}"] = gemm_gflops(products, device=device)
+    return result
+
+
+def _median_ratio(a: list[float], b: list[float]) -> float:
+    return statistics.median(x / y for x, y in zip(a, b))
+
+
+def _measure(runs: dict[str, Callable[[int], None]], repeats: int, seconds: float, device: str,
+             roofline_kinds: tuple[bool, ...] = ()) -> dict[str, Any]:
+    """Every run in turn within each repeat: updates/s (wall and CPU time), the roofline (if
+    ``roofline_kinds``: with oneDNN too if it holds True) and the load after each repeat."""
+    raw: dict[str, list[float]] = {name: [] for name in runs}
+    raw_cpu: dict[str, list[float]] = {name: [] for name in runs}
+    others: dict[str, list[float | None]] = {name: [] for name in runs}
+    raw_roofline: dict[str, list[float]] = {}
+    raw_roofline_cpu: dict[str, list[float]] = {}
+    load: list[float] = []
+    for _ in range(repeats):
+        if roofline_kinds:
+            for name, (wall, cpu) in roofline(device, onednn=roofline_kinds[0]).items():
+                raw_roofline.setdefault(name, []).append(wall)
+                raw_roofline_cpu.setdefault(name, []).append(cpu)
+        for name, run in runs.items():
+            wall, cpu, busy = _rate(run, seconds)
+            raw[name].append(wall)
+            raw_cpu[name].append(cpu)
+            others[name].append(busy)
+        load.append(round(os.getloadavg()[0], 2))
+    return {"raw": raw, "raw_cpu": raw_cpu, "others_cpu": others, "raw_roofline": raw_roofline,
+            "raw_roofline_cpu": raw_roofline_cpu, "load": load}
+
+
+def _study(cases: dict[str, Case], repeats: int, seconds: float, device: str) -> dict[str, Any]:
+    """Updates/s of each case (alternating within repeats), with FLOPs, GFLOP/s and load."""
+    measured = _measure({name: ours(case=case, device=device) for name, case in cases.items()},
+                        repeats, seconds, device)
+    result = {}
+    for name, case in cases.items():
+        rate, cpu_rate = statistics.median(measured["raw"][name]), statistics.median(measured["raw_cpu"][name])
+        gflop = case.flops()["total_gflop"]
+        result[name] = {"updates_per_s": rate, "env_steps_per_s": rate / case.actor_update_interval,
+                        "updates_per_cpu_s": cpu_rate, "gflop_per_update": gflop, "achieved_gflops": gflop * rate,
+                        "raw": measured["raw"][name], "raw_cpu": measured["raw_cpu"][name],
+                        "others_cpu": measured["others_cpu"][name],
+                        **{k: v for k, v in asdict(case).items() if k not in ("item_per_metric", "peer")}}
+    return {"cases": result, "loadavg_1min": measured["load"]}
+
+
+def run_learner_benchmark(repeats: int = 5, seconds: float = 3.0, device: str = "cpu", threads: int | None = None,
+                          utd: Sequence[int] = (), widths: Sequence[int] = ()) -> dict[str, Any]:
     if threads:
         torch.set_num_threads(threads)
-    cases: dict[str, Callable[[int], None]] = {
-        "sac_n2": ours(2, 2, device),
-        "sac_n2_item_per_metric": ours(2, 2, device, item_per_metric=True),
-        "redq_n10_m2": ours(10, 2, device),
-        "redq_n10_m2_schedule": ours(10, 2, device, actor_update_interval=20),
-    }
-    peer = sb3(device)
-    if peer is not None:
-        cases["sb3_sac"] = peer
-    raw: dict[str, list[float]] = {name: [] for name in cases}
-    for _ in range(repeats):
-        for name, run in cases.items():
-            raw[name].append(_rate(run, seconds))
-    median = {name: statistics.median(values) for name, values in raw.items()}
+    onednn = device == "cpu" and onednn_keeps_fp32()
+    runs: dict[str, Callable[[int], None]] = {}
+    for name, case in CASES.items():
+        if case.fp32_matmul == "onednn" and not onednn:
+            continue  # oneDNN would not keep float32 accuracy here (or this is not a CPU run)
+        run = sb3(device, case.algo) if case.peer else ours(case=case, device=device)
+        if run is not None:
+            runs[name] = run
+    measured = _measure(runs, repeats, seconds, device, roofline_kinds=(onednn,))
+    raw, raw_cpu = measured["raw"], measured["raw_cpu"]
+
+    flops = {name: CASES[name].flops() for name in runs}
+    efficiency = {}
+    for name in runs:
+        kind = "_onednn" if CASES[name].fp32_matmul == "onednn" else ""
+        base = name.removesuffix("_onednn")
+        entry: dict[str, Any] = {"gflop_per_update": flops[name]["total_gflop"], "flops_by_part": flops[name]}
+        for clock, rates, ceilings in (("", raw[name], measured["raw_roofline"]),
+                                       ("_cpu", raw_cpu[name], measured["raw_roofline_cpu"])):
+            achieved = [rate * flops[name]["total_gflop"] for rate in rates]
+            entry[f"achieved_gflops{clock}"] = statistics.median(achieved)
+            entry[f"roofline_fraction{clock}"] = _median_ratio(achieved, ceilings["mm_256"])
+            if kind:
+                entry[f"roofline_fraction_onednn{clock}"] = _median_ratio(achieved, ceilings["mm_256_onednn"])
+            if base in ROOFLINE_CASES:
+                entry[f"fraction_of_update_gemms{kind}{clock}"] = _median_ratio(
+                    achieved, ceilings[f"update_gemms_{base}{kind}"])
+        efficiency[name] = entry
     ratios: dict[str, Any] = {
-        "redq_cost_vs_sac_n2": statistics.median(a / b for a, b in zip(raw["sac_n2"], raw["redq_n10_m2"])),
-        "redq_schedule_cost_vs_sac_n2": statistics.median(
-            a / b for a, b in zip(raw["sac_n2"], raw["redq_n10_m2_schedule"])),
-        "redq_cost_goal_max": 2.5,
-        "host_sync_speedup": statistics.median(
-            a / b for a, b in zip(raw["sac_n2"], raw["sac_n2_item_per_metric"])),
+        "redq_cost_vs_sac_n2": _median_ratio(raw["sac_n2"], raw["redq_n10_m2"]),
+        "redq_flops_vs_sac_n2": flops["redq_n10_m2"]["total_gflop"] / flops["sac_n2"]["total_gflop"],
+        "redq_schedule_cost_vs_sac_n2": _median_ratio(raw["sac_n2"], raw["redq_n10_m2_schedule"]),
+        "redq_schedule_flops_vs_sac_n2": (flops["redq_n10_m2_schedule"]["total_gflop"]
+                                          / flops["sac_n2"]["total_gflop"]),
+        "redq_cost_goal_max": REDQ_COST_GOAL,
+        "sac_n2_roofline_fraction": efficiency["sac_n2"]["roofline_fraction"],
+        "sac_n2_roofline_fraction_cpu": efficiency["sac_n2"]["roofline_fraction_cpu"],
+        "sac_n2_roofline_goal_min": ROOFLINE_GOAL,
+        "host_sync_speedup": _median_ratio(raw["sac_n2"], raw["sac_n2_item_per_metric"]),
         "host_sync_note": ("sac_n2 (metrics summed on the device, one transfer per "
                            f"{LOG_EVERY} updates) over sac_n2_item_per_metric (.item() per metric per "
                            "update); near 1 on a CPU, where nothing waits for a device queue"),
     }
     if "sb3_sac" in raw:
-        ratios["sac_n2_vs_sb3"] = statistics.median(a / b for a, b in zip(raw["sac_n2"], raw["sb3_sac"]))
-        ratios["sac_n2_vs_sb3_goal_min"] = 3.0
-    return {
+        ratios["sac_n2_vs_sb3"] = _median_ratio(raw["sac_n2"], raw["sb3_sac"])
+        ratios["sac_n2_vs_sb3_goal_min"] = SAC_N2_VS_SB3_GOAL
+    if "sb3_td3" in raw:
+        ratios["td3_vs_sb3"] = _median_ratio(raw["td3"], raw["sb3_td3"])
+    if onednn:
+        ratios["onednn_speedup_sac_n2"] = _median_ratio(raw["sac_n2_onednn"], raw["sac_n2"])
+        ratios["onednn_speedup_redq_n10_m2"] = _median_ratio(raw["redq_n10_m2_onednn"], raw["redq_n10_m2"])
+        ratios["redq_cost_vs_sac_n2_onednn"] = _median_ratio(raw["sac_n2_onednn"], raw["redq_n10_m2_onednn"])
+        if "sb3_sac" in raw:
+            ratios["sac_n2_onednn_vs_sb3"] = _median_ratio(raw["sac_n2_onednn"], raw["sb3_sac"])
+    result: dict[str, Any] = {
         "benchmark": "learner",
-        "unit": "gradient updates per second (critic + actor + temperature), batch 256, 256x256 MLPs",
+        "unit": "gradient updates per second (critic step + actor/temperature step every k-th), batch 256, "
+                "256x256 MLPs; GFLOP counted analytically (robot_rl/bench/flops.py)",
         "device": device,
         "torch_threads": torch.get_num_threads(),
         "repeats": repeats,
         "seconds_per_case": seconds,
-        "median": median,
+        "median": {name: statistics.median(values) for name, values in raw.items()},
+        "median_per_cpu_s": {name: statistics.median(values) for name, values in raw_cpu.items()},
         "raw": raw,
+        "raw_cpu": raw_cpu,
+        "others_cpu": measured["others_cpu"],
+        "efficiency": efficiency,
+        "roofline_gflops": {name: statistics.median(values) for name, values in measured["raw_roofline"].items()},
+        "roofline_gflops_per_cpu_s": {name: statistics.median(values)
+                                      for name, values in measured["raw_roofline_cpu"].items()},
+        "roofline_raw": measured["raw_roofline"],
+        "roofline_raw_cpu": measured["raw_roofline_cpu"],
         "ratios": ratios,
-        "peer": "stable-baselines3 " + _sb3_version() if peer is not None else "stable-baselines3 not installed",
+        "loadavg_1min": measured["load"],
+        "onednn_keeps_fp32": onednn,
+        "cases": {name: asdict(CASES[name]) for name in runs},
+        "peer": "stable-baselines3 " + _sb3_version() if "sb3_sac" in runs else "stable-baselines3 not installed",
         "machine": {**machine_info(), "torch": torch.__version__, "cuda": torch.cuda.is_available()},
     }
+    if utd:
+        presets = {"sac_n2": CASES["sac_n2"], "redq_n10_m2": CASES["redq_n10_m2"], "droq": CASES["droq"]}
+        result["utd_study"] = _study({f"{name}_utd{u}": replace(case, actor_update_interval=u)
+                                      for u in utd for name, case in presets.items()}, repeats, seconds, device)
+    if widths:
+        result["width_study"] = _study({f"{name}_h{w}": replace(CASES[name], hidden=(w, w))
+                                        for w in widths for name in ("sac_n2", "redq_n10_m2_schedule")},
+                                       repeats, seconds, device)
+    return result
 
 
 def _sb3_version() -> str:

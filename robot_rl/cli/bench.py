@@ -34,14 +34,15 @@ def bench_env(args: argparse.Namespace) -> int:
 
 
 def bench_learner(args: argparse.Namespace) -> int:
-    """Gradient updates/s of our SAC (N=2) and REDQ (N=10, M=2) vs Stable-Baselines3 SAC."""
+    """Gradient updates/s, FLOPs and roofline fraction of our learners vs Stable-Baselines3."""
     from robot_rl.agents.config import device_problem
     from robot_rl.bench.learner_bench import run_learner_benchmark
 
     problem = device_problem(args.device)
     if problem:
         raise CommandError(f"--device: {problem}")
-    result = run_learner_benchmark(repeats=args.repeats, seconds=args.seconds, device=args.device, threads=args.threads)
+    result = run_learner_benchmark(repeats=args.repeats, seconds=args.seconds, device=args.device, threads=args.threads,
+                                   utd=tuple(args.utd or ()), widths=tuple(args.widths or ()))
     _emit(result, args.json)
     return 0
 
@@ -93,14 +94,20 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> None:
     env.set_defaults(handler=bench_env)
 
     learner = commands.add_parser(
-        "learner", help="gradient updates/s: SAC (N=2), REDQ (N=10, M=2) vs Stable-Baselines3 SAC",
+        "learner", help="gradient updates/s, FLOPs and roofline fraction: SAC, REDQ, DroQ, TD3 vs Stable-Baselines3",
         description="256x256 MLPs, batch 256, replay sampling included on both sides; cases alternate within "
-                    "each repeat and ratios are medians of per-repeat ratios. SB3 is measured when installed "
+                    "each repeat and ratios are medians of per-repeat ratios. Every repeat also measures the "
+                    "GFLOP/s of 256x256x256 float32 matrix products and of each update's own products (the "
+                    "roofline); FLOPs per update are counted analytically. SB3 is measured when installed "
                     "(pip install -e '.[bench]').")
     learner.add_argument("--repeats", type=positive_int, default=5)
     learner.add_argument("--seconds", type=positive_float, default=3.0, help="timed seconds per case and repeat")
     learner.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     learner.add_argument("--threads", type=positive_int, help="torch intra-op threads (default: torch's choice)")
+    learner.add_argument("--utd", type=positive_int, nargs="+", metavar="U",
+                         help="also measure SAC N=2, REDQ N=10 and DroQ with one actor step per U critic steps")
+    learner.add_argument("--widths", type=positive_int, nargs="+", metavar="W",
+                         help="also measure SAC N=2 and REDQ's schedule with W x W hidden layers")
     learner.add_argument("--json", type=Path, metavar="PATH", help="also write the JSON to PATH")
     learner.set_defaults(handler=bench_learner)
 
