@@ -10,7 +10,12 @@ trains, for every seed and the same env-step budget:
 * ``sb3``    Stable-Baselines3 SAC at its defaults, no demos.
 
 Writes ``<out>/demo_learning_<task>.json`` (curves, steps to 90 %, final success median and
-range, wall-clock) and a PNG of every seed, unsmoothed.
+range, wall-clock, updates/s) and a PNG (median, min-max band, every seed, unsmoothed).
+
+A thin caller of ``robot_rl.bench.learn`` (``robot-rl bench learn``) that keeps this script's
+options and run-directory names (``<work>/<task>_<learner>_<steps>[_preset][_utdN]_seed<S>``), so
+results cached by earlier versions are reused. The same runs with the CLI:
+``robot-rl bench learn --task pick --demos 20 --steps 20000 --learners rlpd ddpgfd awac sac sb3 --utd 1``.
 
     python benchmarks/demo_learning.py --task pick --demos 20 --steps 20000 --seeds 0 1 2
 """
@@ -18,71 +23,65 @@ range, wall-clock) and a PNG of every seed, unsmoothed.
 from __future__ import annotations
 
 import argparse
-import os
+import dataclasses
 import sys
 from pathlib import Path
 
-import gymnasium as gym
-from common import add_protocol_options, cached_run, loop_overrides, run_ours, run_sb3, write_report
-
-from robot_rl.config import deep_merge
-from robot_rl.data.recorder import ScriptedSource, open_recording_store
+from robot_rl.bench import learn
+from robot_rl.cli.errors import terminate_gracefully
 from robot_rl.envs.config import ENV_IDS
-from robot_rl.training.recorder import EpisodeRecorder
 
 LEARNERS = ("rlpd", "ddpgfd", "awac", "sac", "sb3")
 # What fits 3 seeds x 5 learners x 20k steps on a 2-core CPU in about an hour: one gradient step
 # per env step for every learner (the presets use 10 for RLPD, 4 for DDPGfD, 2 for AWAC; RLPD's
 # preset alone would take ~2 h per run here). Reported in the JSON; --preset-utd restores them.
-COMPUTE_OVERRIDES: dict[str, dict] = {
-    "rlpd": {"agent": {"utd_ratio": 1, "actor_update_interval": 1}},
-    "ddpgfd": {"agent": {"utd_ratio": 1}},
-    "awac": {"agent": {"utd_ratio": 1}},
-}
 
 
-def record_demos(task: str, episodes: int, path: Path) -> Path:
-    if not path.exists():
-        env = gym.make(ENV_IDS[task], reward_type="sparse")
-        with open_recording_store(path, env) as store:
-            EpisodeRecorder(env, store, ScriptedSource(env)).record(episodes, first_seed=0)
-        env.close()
-    return path
+def legacy_stem(task: str, name: str, steps: int, utd: int, preset_utd: bool) -> str:
+    """This script's run-directory names (kept so that cached runs are found)."""
+    return (f"{task}_{name}_{steps}{'_preset' if preset_utd else ''}"
+            f"{f'_utd{utd}' if utd != 1 and name not in ('sac', 'sb3') else ''}")
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", choices=sorted(ENV_IDS), default="pick")
     parser.add_argument("--demos", type=int, default=20, help="scripted demonstrations to record")
     parser.add_argument("--learners", nargs="+", choices=LEARNERS, default=list(LEARNERS))
+    parser.add_argument("--utd", type=int, default=1, help="update-to-data ratio of the demo learners")
     parser.add_argument("--preset-utd", action="store_true", help="keep the presets' update-to-data ratios")
-    add_protocol_options(parser, steps=20000, eval_every=1000)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--steps", type=int, default=20000)
+    parser.add_argument("--eval-every", type=int, default=1000)
+    parser.add_argument("--eval-episodes", type=int, default=10)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="report JSON + PNG")
+    parser.add_argument("--work", type=Path, default=Path("runs/benchmarks"),
+                        help="run directories; a finished run's result.json is reused, so several invocations "
+                             "(e.g. one per seed, in parallel) and a final one writing the report share runs")
+    parser.add_argument("--torch-threads", type=int, default=1, help="torch threads per run")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="runs at a time, each in its own process (default 1: one after the other)")
+    parser.add_argument("--nice", type=int, help="run the training processes at this niceness")
     args = parser.parse_args()
-    compute = {} if args.preset_utd else COMPUTE_OVERRIDES
-    args.out.mkdir(parents=True, exist_ok=True)
-    args.work.mkdir(parents=True, exist_ok=True)
-    demos = record_demos(args.task, args.demos, args.work / f"demos_{args.task}_{args.demos}.zarr")
-    results: dict[str, dict] = {name: {} for name in args.learners}
-    for seed in args.seeds:
-        for name in args.learners:
-            run_dir = args.work / f"{args.task}_{name}_{args.steps}{'_preset' if args.preset_utd else ''}_seed{seed}"
-            if name == "sb3":
-                results[name][seed] = cached_run(run_dir, lambda: run_sb3(
-                    ENV_IDS[args.task], {"reward_type": "sparse"}, seed, args.steps, args.eval_every,
-                    args.eval_episodes, args.torch_threads))
-                continue
-            overrides = deep_merge({"env": {"task": {"name": args.task, "reward_type": "sparse"}},
-                                    "train": loop_overrides(args, seed)}, compute.get(name, {}))
-            if name != "sac":
-                overrides["demos"] = {"paths": [str(demos)]}
-            results[name][seed] = cached_run(run_dir, lambda: run_ours(run_dir, overrides, agent_preset=name))
-    write_report(results, {"command": "python benchmarks/demo_learning.py " + " ".join(sys.argv[1:]),
-                           "cpu_count": os.cpu_count(), "task": f"{ENV_IDS[args.task]} (sparse)", "demonstrations": args.demos,
-                           "budget_env_steps": args.steps, "seeds": args.seeds,
-                           "compute_overrides": compute, "torch_threads_per_run": args.torch_threads},
-                 args.out, f"demo_learning_{args.task}",
-                 f"{ENV_IDS[args.task]} (sparse, {args.demos} demos): every seed, unsmoothed")
+    protocol = learn.Protocol(steps=args.steps, eval_every=args.eval_every, eval_episodes=args.eval_episodes,
+                              seeds=tuple(args.seeds), task=args.task, reward_type="sparse",
+                              torch_threads=args.torch_threads)
+    utd = None if args.preset_utd else args.utd
+    learners = [dataclasses.replace(learner, stem=legacy_stem(args.task, learner.label, args.steps, args.utd,
+                                                              args.preset_utd))
+                for learner in learn.plan_learners(args.learners, protocol, utd=utd, demos=args.demos)]
+    demos = learn.record_demos(protocol, args.demos, args.work) if any(l.demos for l in learners) else None
+    outcomes = learn.run_benchmark(protocol, learners, args.work, jobs=args.jobs, nice=args.nice, demos_path=demos,
+                                   demo_episodes=args.demos)
+    header = {**learn.script_header("benchmarks/demo_learning.py", protocol, args.jobs, args.nice), "task": args.task,
+              "demos": {"episodes": args.demos, "path": str(demos) if demos else None,
+                        "given_to": [l.label for l in learners if l.demos]},
+              "utd": "presets' own" if args.preset_utd else args.utd}
+    report = learn.benchmark_report(protocol, learners, outcomes, header, args.out, f"demo_learning_{args.task}",
+                                    f"{ENV_IDS[args.task]} (sparse, {args.demos} demos): every seed, unsmoothed")
+    return learn.print_summaries(report)
 
 
 if __name__ == "__main__":
-    main()
+    with terminate_gracefully():
+        sys.exit(main())

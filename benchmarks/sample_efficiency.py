@@ -4,7 +4,10 @@ Both learners get the same environment (``RobotRL/ArmReach-v0``, dense reward, s
 observations flattened for SB3), the same env-step budget and the same evaluation protocol
 (``--eval-episodes`` deterministic episodes on fixed seeds every ``--eval-every`` steps). SB3 runs
 at its defaults. Writes ``<out>/sample_efficiency.json`` (curves, steps to 90 % success per
-seed, wall-clock) and ``<out>/sample_efficiency.png`` (every seed, unsmoothed).
+seed, wall-clock, updates/s) and ``<out>/sample_efficiency.png`` (median, min-max band, every
+seed, unsmoothed). A thin caller of ``robot_rl.bench.learn``; the same runs with the CLI:
+``robot-rl bench learn --task reach --reward dense --learners sac sb3 --steps 8000 --eval-every 500``
+(the ``sac`` preset equals ``robot-rl train``'s default learner).
 
     python benchmarks/sample_efficiency.py --seeds 0 1 2 --steps 8000 --out benchmarks/results
 """
@@ -12,25 +15,31 @@ seed, wall-clock) and ``<out>/sample_efficiency.png`` (every seed, unsmoothed).
 from __future__ import annotations
 
 import argparse
+import sys
 
-from common import add_protocol_options, cached_run, loop_overrides, run_ours, run_sb3, write_report
+from robot_rl.bench import learn
+from robot_rl.cli.errors import terminate_gracefully
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_protocol_options(parser, steps=8000, eval_every=500)
+    learn.add_protocol_options(parser, steps=8000, eval_every=500)
     args = parser.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
-    results: dict[str, dict] = {"robot_rl SAC": {}, "SB3 SAC (defaults)": {}}
-    for seed in args.seeds:
-        ours = args.work / f"reach_sac_{args.steps}_seed{seed}"
-        results["robot_rl SAC"][seed] = cached_run(ours, lambda: run_ours(ours, {"train": loop_overrides(args, seed)}))
-        results["SB3 SAC (defaults)"][seed] = cached_run(args.work / f"reach_sb3_{args.steps}_seed{seed}", lambda: run_sb3(
-            "RobotRL/ArmReach-v0", {}, seed, args.steps, args.eval_every, args.eval_episodes, args.torch_threads))
-    write_report(results, {"task": "RobotRL/ArmReach-v0 (dense)", "budget_env_steps": args.steps,
-                           "seeds": args.seeds, "eval_every": args.eval_every, "eval_episodes": args.eval_episodes},
-                 args.out, "sample_efficiency", "ArmReach-v0 (dense): every seed, unsmoothed")
+    protocol = learn.Protocol(steps=args.steps, eval_every=args.eval_every, eval_episodes=args.eval_episodes,
+                              seeds=tuple(args.seeds), task="reach", reward_type="dense",
+                              torch_threads=args.torch_threads)
+    learners = [learn.Learner(label="robot_rl SAC", stem=f"reach_sac_{args.steps}",
+                              description={"learner": "robot-rl train defaults"}),
+                learn.Learner(label="SB3 SAC (defaults)", stem=f"reach_sb3_{args.steps}", kind="sb3",
+                              description={"learner": "Stable-Baselines3 SAC, defaults"})]
+    jobs = args.jobs or learn.default_jobs(args.torch_threads)
+    outcomes = learn.run_benchmark(protocol, learners, args.work, jobs=jobs, nice=args.nice)
+    header = {**learn.script_header("benchmarks/sample_efficiency.py", protocol, jobs, args.nice), "task": "reach"}
+    report = learn.benchmark_report(protocol, learners, outcomes, header, args.out, "sample_efficiency",
+                                    "ArmReach-v0 (dense): every seed, unsmoothed")
+    return learn.print_summaries(report)
 
 
 if __name__ == "__main__":
-    main()
+    with terminate_gracefully():
+        sys.exit(main())

@@ -325,7 +325,7 @@ def test_verify_lists_every_damaged_or_missing_chunk_and_reads_fail_clearly(fill
     from robot_rl.data.schema import CorruptDataError
     from robot_rl.data.verify import verify_store
 
-    assert verify_store(filled) == {"path": str(filled), "ok": True, "arrays": 17, "chunks": 21, "problems": []}
+    assert verify_store(filled) == {"path": str(filled), "ok": True, "arrays": 18, "chunks": 22, "problems": []}
     (filled / "data" / "image_scene" / "c" / "1" / "0" / "0" / "0").write_bytes(b"bit rot")  # rows 8..15
     (filled / "meta" / "final_ee_pos" / "c" / "0" / "0").unlink()  # Zarr alone would read zeros here
     report = verify_store(filled)

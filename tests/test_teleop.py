@@ -46,7 +46,7 @@ DT = 0.1  # the envs' default control period
 # --------------------------------------------------------------------------- config & registry
 def test_unknown_device_names_the_available_ones() -> None:
     with pytest.raises(ConfigError, match=r"unknown teleop device 'wiimote'; available devices: "
-                                          r"gamepad, joy, keyboard, spacemouse, twist, twist_stamped"):
+                                          r"gamepad, joy, keyboard, spacemouse, twist, twist_stamped, virtual"):
         make_teleop_device(TeleopConfig(device="wiimote"))
 
 

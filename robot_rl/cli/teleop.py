@@ -24,8 +24,8 @@ from robot_rl.envs.config import ENV_IDS, TASKS
 def add_teleop_options(parser: argparse.ArgumentParser, device_flag: str = "--device") -> None:
     """``--device NAME``, ``--mapping FILE``, ``--teleop-config FILE`` and ``--teleop-set K=V ...``."""
     parser.add_argument(device_flag, dest="device", metavar="DEVICE",
-                        help="keyboard | gamepad | spacemouse | joy | twist | twist_stamped, or any registered "
-                             "device (default: teleop.device, keyboard)")
+                        help="keyboard | gamepad | spacemouse | joy | twist | twist_stamped | virtual (a scripted "
+                             "operator), or any registered device (default: teleop.device, keyboard)")
     parser.add_argument("--mapping", metavar="FILE",
                         help="axis/button mapping: a YAML file or a built-in name (gamepad, spacemouse, joy, spacenav)")
     parser.add_argument("--teleop-config", metavar="FILE", type=Path,

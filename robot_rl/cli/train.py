@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import re
 import time
 from pathlib import Path
 
 import gymnasium as gym
+import yaml
 
 from robot_rl.cli.common import (
     DEFAULT_OUT_DIR,
@@ -27,14 +29,19 @@ def train_command(args: argparse.Namespace) -> int:
     from robot_rl.training import train
 
     overrides = parse_overrides(args.overrides)
+    if args.task is not None and args.env is not None:
+        raise CommandError("--task names one of this project's arm tasks, --env any gymnasium env: give one of them")
     if args.task is not None:
         overrides = deep_merge(overrides, {"env": {"task": {"name": task_name(args.task)}}})
+    overrides = deep_merge(overrides, gym_overrides(args))
     if args.seeds:
         overrides = deep_merge(overrides, {"train": {"seeds": args.seeds}})
     if args.demos:
         overrides = deep_merge(overrides, {"demos": {"paths": [str(p) for p in args.demos]}})
     if args.offline_steps is not None:
         overrides = deep_merge(overrides, {"demos": {"offline_steps": args.offline_steps}})
+    if args.teleop is not None:
+        overrides = deep_merge(overrides, {"teleop": {"device": args.teleop}})
     if args.resume:
         if args.run_dir is None or not (args.run_dir / "config.yaml").is_file():
             raise CommandError("--resume needs --run-dir pointing at an existing run (with config.yaml)")
@@ -45,13 +52,46 @@ def train_command(args: argparse.Namespace) -> int:
         config = load_train_config(args.config, deep_merge(saved, overrides), agent_preset=args.algo)
     else:
         config = load_train_config(args.config, overrides, agent_preset=args.algo)
-    run_dir = args.run_dir or Path("runs") / f"{config.env.task.name}_{args.algo or config.agent.algo}_{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir = args.run_dir or Path("runs") / f"{run_name(config)}_{args.algo or config.agent.algo}_{time.strftime('%Y%m%d-%H%M%S')}"
     print(f"run directory: {run_dir.resolve()}", flush=True)
     with simulator_errors_reported():
         results = train(config, run_dir, resume=args.resume)
     print(f"learning curve: {(run_dir / 'learning_curve.png').resolve()}")
     print_json({"run_dir": str(run_dir), "final_eval": {str(seed): result for seed, result in results.items()}})
     return 0
+
+
+def gym_overrides(args: argparse.Namespace) -> dict:
+    """The ``env.gym`` section from ``--env``, ``--env-kwargs``, ``--env-import`` and ``--wrapper``."""
+    if args.env is None and (args.env_kwargs is not None or args.env_imports or args.wrappers):
+        raise CommandError("--env-kwargs, --env-import and --wrapper apply to a gymnasium env: add --env ID")
+    section: dict = {}
+    if args.env is not None:
+        if not args.env.strip():
+            raise CommandError("--env: expected a gymnasium env id such as Pendulum-v1, got an empty string")
+        section["id"] = args.env.strip()
+    if args.env_kwargs is not None:
+        try:
+            kwargs = yaml.safe_load(args.env_kwargs)
+        except yaml.YAMLError as exc:
+            raise CommandError(f"--env-kwargs: not JSON or YAML ({' '.join(str(exc).split())})") from None
+        if not isinstance(kwargs, dict):
+            raise CommandError(f"--env-kwargs: expected a mapping such as '{{\"reward_type\": \"sparse\"}}', "
+                               f"got {args.env_kwargs!r}")
+        section["kwargs"] = kwargs
+    if args.env_imports:
+        section["imports"] = list(args.env_imports)
+    if args.wrappers:
+        section["wrappers"] = list(args.wrappers)
+    return {"env": {"gym": section}} if section else {}
+
+
+def run_name(config) -> str:
+    """The run directory's leading name: the arm task, or the gymnasium env id made path-safe."""
+    env_id = config.env.gym.id
+    if not env_id:
+        return config.env.task.name
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", env_id).strip("-.") or "env"
 
 
 def eval_command(args: argparse.Namespace) -> int:
@@ -66,6 +106,9 @@ def eval_command(args: argparse.Namespace) -> int:
     config = from_dict(TrainConfig, deep_merge(payload["config"], parse_overrides(args.overrides)),
                        f"{args.checkpoint} (config)")
     config.check_complete()  # e.g. a device this machine does not have
+    if args.render and config.env.gym.id:
+        raise CommandError(f"--render draws this project's arm cameras; the checkpoint's env is the gymnasium env "
+                           f"{config.env.gym.id!r} (evaluate it without --render)")
     with simulator_errors_reported():
         env = make_env(config)
         agent = make_agent(env.observation_space, env.action_space, config.agent)
@@ -118,19 +161,40 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--config", type=Path, metavar="FILE", help="YAML with env/agent/train sections")
     add_set_option(train, "agent.utd_ratio=4 env.task.reward_type=sparse")
     train.add_argument("--algo", choices=AGENT_PRESETS, help="agent preset from robot_rl/configs/agents")
-    train.add_argument("--task", metavar="TASK", help="reach | push | pick | peg or a full env id")
+    train.add_argument("--task", metavar="TASK", help="reach | push | pick | peg | lift or a full RobotRL/* env id")
+    train.add_argument("--env", metavar="ID",
+                       help="any gymnasium env id instead of an arm task (env.gym.id), e.g. Pendulum-v1 or "
+                            "Pusher-v5: Box or Dict (goal dict) observations, Box actions with finite bounds "
+                            "(rescaled to [-1, 1]); discrete actions are refused. The task sections are then ignored")
+    train.add_argument("--env-kwargs", metavar="MAPPING",
+                       help="keyword arguments of gymnasium.make, as JSON or YAML (env.gym.kwargs), e.g. "
+                            "'{\"reward_type\": \"sparse\"}' or '{\"max_episode_steps\": 200}'")
+    train.add_argument("--env-import", dest="env_imports", action="append", metavar="MODULE",
+                       help="module to import before gymnasium.make, e.g. gymnasium_robotics, so that it registers "
+                            "its ids (repeatable; env.gym.imports)")
+    train.add_argument("--wrapper", dest="wrappers", action="append", metavar="MODULE:CALLABLE",
+                       help="callable(env) -> env applied after gymnasium.make, in order (repeatable; "
+                            "env.gym.wrappers), e.g. gymnasium.wrappers:NormalizeReward")
     train.add_argument("--seeds", type=non_negative_int, nargs="+", help="one run per seed (default: 0)")
     train.add_argument("--demos", type=Path, action="append", metavar="D.zarr",
                        help="demonstration dataset (repeatable); mixed into minibatches at demos.ratio")
     train.add_argument("--offline-steps", type=non_negative_int, metavar="K",
                        help="gradient steps on the demonstrations alone before interaction")
-    train.add_argument("--run-dir", type=Path, metavar="DIR", help="default: runs/<task>_<algo>_<time>")
+    train.add_argument("--teleop", metavar="DEVICE",
+                       help="let a person take over from the policy at any step with a teleop device (teleop.device: "
+                            "keyboard | gamepad | spacemouse | joy | twist | virtual, the scripted operator): hold the "
+                            "deadman to drive; those steps are flagged 'intervention' and also join the "
+                            "demonstrations (mixed in at demos.ratio). Success / failure buttons end an episode "
+                            "(rewards from them with --set reward.source=human, the default on robot kind ros2). "
+                            "Device settings: --set teleop.KEY=VALUE")
+    train.add_argument("--run-dir", type=Path, metavar="DIR", help="default: runs/<task or env id>_<algo>_<time>")
     train.add_argument("--resume", action="store_true",
                        help="continue the run in --run-dir from its last checkpoint and replay store")
     train.set_defaults(handler=train_command)
 
     evaluate = subparsers.add_parser(
-        "eval", help="evaluate a checkpoint (JSON: success_rate, return_mean, return_std, episodes)",
+        "eval", help="evaluate a checkpoint (JSON: success_rate, return_mean, return_std, episodes; "
+                     "success_rate is null for a gymnasium env that reports no info['is_success'])",
         description="Run the checkpoint's deterministic policy on its task for N episodes.")
     evaluate.add_argument("--checkpoint", type=Path, required=True, metavar="PATH")
     evaluate.add_argument("--episodes", type=positive_int, default=20)

@@ -7,7 +7,9 @@ against the env config's ``control.control_hz``). Observations are matched by na
 order of the keys of a ``Dict`` space never matters. When the two only disagree on names (a
 dataset recorded before an observation key was renamed, or imported from another project),
 ``rename={"dataset_name": "env_name"}`` maps dataset feature names to env names; nothing else
-is adapted: a different dtype, shape or control rate is a different dataset.
+is adapted: a different dtype, shape or control rate is a different dataset. Optional step
+features (``intervention``, :data:`~robot_rl.data.schema.OPTIONAL_STEP_FEATURES`) may be present
+or absent on either side: where a dataset lacks one it reads as False.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from robot_rl.data.schema import OPTIONAL_STEP_FEATURES
 from robot_rl.data.store import EpisodeStore, FeatureSpec, SpecMismatchError, StoreError, features_from_spaces
 
 if TYPE_CHECKING:
@@ -53,11 +56,37 @@ def renamed_features(store: EpisodeStore, rename: Mapping[str, str] | None) -> d
     return renamed
 
 
+def adapted_env_info(env: Any) -> dict[str, Any] | None:
+    """The ``recording_info`` of a gymnasium env adapted for the learners
+    (:class:`robot_rl.envs.gym_env.GymAdapter`, anywhere in ``env``'s wrapper chain): ``task``
+    (the env id), ``control_hz``, ``env`` and ``robot``; None for this project's arm env."""
+    getter = getattr(env, "get_wrapper_attr", None)
+    if getter is None:
+        return None
+    try:
+        return getter("recording_info")
+    except AttributeError:
+        return None
+
+
+def env_identity(env: Any) -> tuple[str, float]:
+    """``(task name, control rate in Hz)`` of ``env``: an ``ArmEnv``'s (possibly wrapped) task and
+    ``control.control_hz``, or an adapted gymnasium env's id and rate (:func:`adapted_env_info`)."""
+    info = adapted_env_info(env)
+    if info is not None:
+        return str(info["task"]), float(info["control_hz"])
+    config = env.unwrapped.config
+    return config.task.name, float(config.control.control_hz)
+
+
 def spec_differences(store: EpisodeStore, env: Any, rename: Mapping[str, str] | None = None) -> list[str]:
     """Every way the store's features (after ``rename``) and control rate differ from the env
     (an ``ArmEnv``, possibly wrapped), one readable sentence each; empty when they fit."""
     have = renamed_features(store, rename)
     want = features_from_spaces(env.observation_space, env.action_space)
+    optional = {name for name, spec in OPTIONAL_STEP_FEATURES.items() if have.get(name, spec) == spec}
+    have = {name: spec for name, spec in have.items() if name not in optional}
+    want = {name: spec for name, spec in want.items() if name not in optional}
     missing, extra = sorted(set(want) - set(have)), sorted(set(have) - set(want))
     problems = [f"{name}: the env has it, the dataset does not" for name in missing]
     problems += [f"{name}: the dataset has it, the env does not" for name in extra]
@@ -69,7 +98,7 @@ def spec_differences(store: EpisodeStore, env: Any, rename: Mapping[str, str] | 
         if have[name].shape != want[name].shape:
             what = "action dimension" if name == "action" else "shape"
             problems.append(f"{name}: {what} {have[name].shape} in the dataset, {want[name].shape} in the env")
-    dataset_hz, hz = store.attrs.get("control_hz"), float(env.unwrapped.config.control.control_hz)
+    dataset_hz, hz = store.attrs.get("control_hz"), env_identity(env)[1]
     if not isinstance(dataset_hz, (int, float)) or not math.isclose(dataset_hz, hz):
         problems.append(f"control rate: {dataset_hz} Hz in the dataset, {hz} Hz in the env (control.control_hz)")
     return problems
@@ -79,7 +108,7 @@ def check_spec(store: EpisodeStore, env: Any, rename: Mapping[str, str] | None =
     """Raise :class:`SpecMismatchError` naming every difference found by :func:`spec_differences`."""
     problems = spec_differences(store, env, rename)
     if problems:
-        task = env.unwrapped.config.task.name
+        task = env_identity(env)[0]
         raise SpecMismatchError(f"{store.path} does not fit the {task!r} env: " + "; ".join(problems))
 
 

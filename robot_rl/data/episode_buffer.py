@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from robot_rl.data.schema import FeatureSpec
+from robot_rl.data.schema import OPTIONAL_STEP_FEATURES, FeatureSpec, optional_default
 
 FIRST_BUFFER_STEPS = 256
 
@@ -33,9 +33,11 @@ class EpisodeBuffer:
             self._grow()
             arrays = self._arrays
         if len(step) != len(arrays):
-            extra = sorted(set(step) - set(arrays))
-            missing = sorted(set(arrays) - set(step))
-            raise ValueError(f"step features do not match the store: missing {missing}, unexpected {extra}")
+            step = _with_optional_defaults(step, arrays)
+            if len(step) != len(arrays):
+                extra = sorted(set(step) - set(arrays))
+                missing = sorted(set(arrays) - set(step))
+                raise ValueError(f"step features do not match the store: missing {missing}, unexpected {extra}")
         for name, buffer in arrays.items():
             try:
                 value = step[name]
@@ -64,6 +66,16 @@ class EpisodeBuffer:
         return steps
 
 
+def _with_optional_defaults(step: Mapping[str, Any], features: Mapping[str, Any],
+                            length: int | None = None) -> Mapping[str, Any]:
+    """``step`` (or a whole episode of ``length`` steps) with the optional step features the store
+    has but the caller left out set to their default (False: e.g. no intervention)."""
+    missing = [name for name in OPTIONAL_STEP_FEATURES if name in features and name not in step]
+    if not missing:
+        return step
+    return {**step, **{name: optional_default(name, length) for name in missing}}
+
+
 def checked_final_obs(features: Mapping[str, FeatureSpec], obs_keys: tuple[str, ...],
                       final_obs: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """Read-only copies of every observation of ``final_obs`` in the stored dtype and shape."""
@@ -81,7 +93,10 @@ def checked_final_obs(features: Mapping[str, FeatureSpec], obs_keys: tuple[str, 
 
 def checked_steps(features: Mapping[str, FeatureSpec], steps: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], int]:
     """Read-only copies of a whole episode's ``steps`` (every feature → ``(T, ...)`` array, cast
-    to the feature's dtype) and ``T``."""
+    to the feature's dtype) and ``T``. An optional step feature the store has and ``steps`` lack
+    is filled with its default."""
+    if set(steps) != set(features) and "action" in steps:
+        steps = _with_optional_defaults(steps, features, len(steps["action"]))
     if set(steps) != set(features):
         raise ValueError(f"append_episode: step features do not match the store: missing "
                          f"{sorted(set(features) - set(steps))}, unexpected {sorted(set(steps) - set(features))}")

@@ -17,7 +17,9 @@ from zarr.storage import LocalStore
 from robot_rl.data.layout import CommitRecord, open_arrays, read_rows
 from robot_rl.data.schema import (
     EPISODE_TABLES,
+    LABEL_NAMES,
     LOWDIM_CHUNK,
+    OPTIONAL_TABLES,
     RESERVED_ATTRS,
     SOURCE_NAMES,
     Episode,
@@ -36,8 +38,10 @@ class CommittedState:
         self.document = document
         self.commit = commit = CommitRecord.from_json(document["attributes"]["commit"])
         n = commit.n_episodes
+        # An optional table the store lacks (written before it existed) reads as its default.
         self.tables = tables = {name: read_rows(root, arrays[f"meta/{name}"], slice(0, n))
-                                for name in EPISODE_TABLES}
+                                if f"meta/{name}" in arrays else np.full(n, OPTIONAL_TABLES[name], dtype)
+                                for name, dtype in EPISODE_TABLES.items()}
         ends = tables["episode_ends"]
         if n and (ends[-1] != commit.n_steps or np.any(np.diff(ends, prepend=0) != tables["length"])):
             raise StoreError(f"{root}: meta/episode_ends and meta/length disagree with the commit record "
@@ -124,7 +128,8 @@ class EpisodeReader:
     @property
     def episodes(self) -> dict[str, np.ndarray]:
         """Per-episode table of committed episodes: ``episode_ends``, ``length``, ``success``,
-        ``source`` (int8 codes, see :data:`SOURCES`), ``seed``, ``task`` (index into :attr:`tasks`)."""
+        ``source`` (int8 codes, see :data:`SOURCES`), ``seed``, ``task`` (index into :attr:`tasks`),
+        ``label`` (int8 codes, see :data:`~robot_rl.data.schema.LABELS`; -1 = none)."""
         with self._committed.lock:
             n = self._committed.commit.n_episodes
             return {name: table[:n].copy() for name, table in self._committed.tables.items()}
@@ -148,7 +153,8 @@ class EpisodeReader:
         final = {key: self._read(f"meta/final_{key}", slice(index, index + 1))[0] for key in self._obs_keys}
         task_code = int(table["task"][index])
         return Episode(steps, final, bool(table["success"][index]), SOURCE_NAMES[int(table["source"][index])],
-                       int(table["seed"][index]), None if task_code < 0 else self.tasks[task_code])
+                       int(table["seed"][index]), None if task_code < 0 else self.tasks[task_code],
+                       LABEL_NAMES.get(int(table["label"][index]), "none"))
 
     def load(self, features: Iterable[str] | None = None, episodes: Sequence[int] | np.ndarray | None = None,
              block_steps: int = 8 * LOWDIM_CHUNK) -> dict[str, np.ndarray]:

@@ -46,11 +46,13 @@ from robot_rl.data.episode_reader import CommittedState
 from robot_rl.data.layout import COMMIT_TMP, CommitRecord, StoreLock, write_json_atomically
 from robot_rl.data.schema import (
     EPISODE_TABLES,
+    LABEL_NAMES,
     SOURCE_NAMES,
     Episode,
     FeatureSpec,
     StoreError,
     StoreWriteError,
+    label_code,
     source_code,
 )
 
@@ -130,19 +132,22 @@ class EpisodeWriter:
         return self._buffer.n
 
     def end_episode(self, final_obs: Mapping[str, Any], success: bool, source: str | int = "policy",
-                    seed: int = -1, task: str | None = None) -> Episode:
+                    seed: int = -1, task: str | None = None, label: str | int | None = None) -> Episode:
         """Queue the episode in flight and return it at once (:meth:`EpisodeStore.end_episode`)."""
         self._check_open()
         if self._buffer.n == 0:
             raise ValueError("end_episode: the episode has no steps (append_step first, or discard_episode)")
         final = checked_final_obs(self._features, self._obs_keys, final_obs)
         code = source_code(source)  # before the buffer is handed over
+        labelled = self._checked_label(label)
         length = self._buffer.n
         self._next_capacity = max(self._next_capacity, length)
-        return self._queue_episode(self._buffer.take(self._next_capacity), length, final, success, code, seed, task)
+        return self._queue_episode(self._buffer.take(self._next_capacity), length, final, success, code, seed, task,
+                                   labelled)
 
     def append_episode(self, steps: Mapping[str, Any], final_obs: Mapping[str, Any], success: bool,
-                       source: str | int = "policy", seed: int = -1, task: str | None = None) -> Episode:
+                       source: str | int = "policy", seed: int = -1, task: str | None = None,
+                       label: str | int | None = None) -> Episode:
         """Queue a whole episode at once (:meth:`EpisodeStore.append_episode`)."""
         self._check_open()
         if self._buffer.n:
@@ -150,10 +155,20 @@ class EpisodeWriter:
                              "(end_episode or discard_episode first)")
         copies, length = checked_steps(self._features, steps)
         final = checked_final_obs(self._features, self._obs_keys, final_obs)
-        return self._queue_episode(copies, length, final, success, source_code(source), seed, task)
+        return self._queue_episode(copies, length, final, success, source_code(source), seed, task,
+                                   self._checked_label(label))
+
+    def _checked_label(self, label: str | int | None) -> int:
+        """The label's code; a store written before labels existed takes only ``none``."""
+        code = label_code(label)
+        if code != label_code(None) and "meta/label" not in self._arrays:
+            raise StoreError(f"{self._root}: this store was written before per-episode labels existed, so it "
+                             f"cannot keep the label {label!r}; record into a new store (robot-rl data merge "
+                             "can join the two afterwards)")
+        return code
 
     def _queue_episode(self, steps: dict[str, np.ndarray], length: int, final: dict[str, np.ndarray],
-                       success: bool, code: int, seed: int, task: str | None) -> Episode:
+                       success: bool, code: int, seed: int, task: str | None, label: int) -> Episode:
         """Hand a checked episode to the background writer, registering its task name."""
         if task is None:
             default = self._committed.document["attributes"].get("task")
@@ -163,9 +178,10 @@ class EpisodeWriter:
                 self._tasks.append(task)
             task_code = -1 if task is None else self._tasks.index(task)
             tasks = list(self._tasks)
-        row = {"length": length, "success": bool(success), "source": code, "seed": int(seed), "task": task_code}
+        row = {"length": length, "success": bool(success), "source": code, "seed": int(seed), "task": task_code,
+               "label": label}
         self._queue.put(_Job(steps, final, row, tasks))
-        return Episode(steps, final, bool(success), SOURCE_NAMES[code], int(seed), task)
+        return Episode(steps, final, bool(success), SOURCE_NAMES[code], int(seed), task, LABEL_NAMES[label])
 
     def add_commit_listener(self, listener: Callable[[CommitRecord], None]) -> None:
         """Call ``listener(commit)`` on the writer thread after every commit, once the episode is
@@ -239,7 +255,7 @@ class EpisodeWriter:
         n_steps, n_episodes = self._committed.commit.n_steps, self._committed.commit.n_episodes
         writes = [_append(self._arrays[f"data/{name}"], n_steps, job.steps[name]) for name in self._features]
         writes += [_append(self._arrays[f"meta/{name}"], n_episodes, np.array([row[name]], dtype))
-                   for name, dtype in EPISODE_TABLES.items()]
+                   for name, dtype in EPISODE_TABLES.items() if f"meta/{name}" in self._arrays]
         writes += [_append(self._arrays[f"meta/final_{key}"], n_episodes, job.final_obs[key][None])
                    for key in self._obs_keys]
         await asyncio.gather(*writes)

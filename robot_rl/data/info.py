@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from robot_rl.data.schema import LABEL_NAMES
 from robot_rl.data.store import SOURCE_NAMES, EpisodeStore
 
 
@@ -16,7 +17,7 @@ def store_info(path: str | os.PathLike[str]) -> dict[str, Any]:
     Keys: ``path``, ``format``, ``schema_version``, ``generation``, ``episodes``, ``steps``,
     ``control_hz``, ``duration_s`` (steps / control_hz), ``features`` (name → dtype, shape,
     names), ``obs_keys``, ``sources`` (name → episode count), ``success_rate`` (None when
-    empty), ``tasks`` (name → episode count; ``"<unspecified>"`` for episodes without a task),
+    empty), ``labels`` (what a person said: success / failure / none → episode count), ``tasks`` (name → episode count; ``"<unspecified>"`` for episodes without a task),
     ``task`` (the store's default task attribute, if any), ``mean_length``, ``attrs`` (the
     caller-supplied root attributes), ``chunks_checked`` (always False: only the commit record
     and the episode tables are read; :func:`robot_rl.data.verify.verify_store` reads every chunk).
@@ -46,6 +47,7 @@ def _summary(store: EpisodeStore) -> dict[str, Any]:
         "obs_keys": list(store.obs_keys),
         "sources": {name: int(source_counts[code]) for code, name in SOURCE_NAMES.items()},
         "success_rate": float(table["success"].mean()) if n else None,
+        "labels": {name: int(np.count_nonzero(table["label"] == code)) for code, name in LABEL_NAMES.items()},
         "tasks": {(task_names[code] if code >= 0 else "<unspecified>"): int(count)
                   for code, count in zip(task_codes.tolist(), task_counts.tolist())},
         "task": attrs.get("task"),

@@ -10,6 +10,8 @@ Layout of a store directory (Zarr v3, ``LocalStore``)::
     meta/source               int8 code: policy=0, human=1, scripted=2, intervention=3
     meta/seed                 int64 (-1: unknown)
     meta/task                 int16 index into the root attribute ``tasks`` (-1: unspecified)
+    meta/label                int8 what a person said: none=-1, failure=0, success=1 (absent in
+                              stores written before it existed: every episode reads as none)
     meta/final_<obs key>      the observation after the episode's last action (one row per episode)
 
 Root attributes: ``format``, ``schema_version``, ``features``, ``obs_keys``, ``sources``,
@@ -38,6 +40,7 @@ from zarr.storage import LocalStore
 from robot_rl.data.schema import (
     EPISODE_TABLES,
     FORMAT,
+    OPTIONAL_TABLES,
     SCHEMA_VERSION,
     SOURCES,
     CorruptDataError,
@@ -166,7 +169,8 @@ def read_root(root: Path) -> dict[str, Any]:
 def open_arrays(root: Path, zstore: LocalStore, features: Mapping[str, FeatureSpec], obs_keys: tuple[str, ...],
                 commit: CommitRecord, writable: bool) -> dict[str, zarr.Array]:
     """Open every array the schema names (by path, e.g. ``data/action``) and check dtype, row
-    shape and length ≥ the commit."""
+    shape and length ≥ the commit. An optional episode table (:data:`OPTIONAL_TABLES`) that the
+    store lacks is left out of the result."""
     mode = "r+" if writable else "r"
     wanted: dict[str, tuple[str, tuple[int, ...], int]] = {}
     for name, spec in features.items():
@@ -178,6 +182,8 @@ def open_arrays(root: Path, zstore: LocalStore, features: Mapping[str, FeatureSp
         wanted[f"meta/final_{key}"] = (spec.dtype, spec.shape, commit.n_episodes)
     arrays = {}
     for path, (dtype, row_shape, committed) in wanted.items():
+        if path.startswith("meta/") and path[5:] in OPTIONAL_TABLES and not _has_array(zstore, path):
+            continue
         try:
             array = zarr.open_array(zstore, path=path, mode=mode)
         except (zarr.errors.BaseZarrError, OSError, KeyError, ValueError) as exc:
@@ -190,6 +196,11 @@ def open_arrays(root: Path, zstore: LocalStore, features: Mapping[str, FeatureSp
                              f"{array.shape[0]} rows, the commit needs {committed}")
         arrays[path] = array.with_config(ARRAY_CONFIG)
     return arrays
+
+
+def _has_array(zstore: LocalStore, path: str) -> bool:
+    """Whether the store has an array (its ``zarr.json``) at ``path``."""
+    return (Path(str(zstore.root)) / path / "zarr.json").is_file()
 
 
 def read_rows(root: Path | str, array: zarr.Array, rows: slice | np.ndarray,

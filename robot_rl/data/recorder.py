@@ -21,7 +21,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from robot_rl.config import to_dict
-from robot_rl.data.compat import check_spec
+from robot_rl.data.compat import adapted_env_info, check_spec
+from robot_rl.data.schema import INTERVENTION, StoreError, with_interventions
 from robot_rl.data.store import EpisodeStore, features_from_spaces
 
 Observation = Mapping[str, np.ndarray]
@@ -64,22 +65,39 @@ class ScriptedSource:
 
 def recording_attrs(env: Any) -> dict[str, Any]:
     """Root attributes of a store recorded from ``env`` (an ``ArmEnv``, possibly wrapped):
-    control rate, task name, the full env config and the robot's name."""
+    control rate, task name, the full env config and the robot's name. For another gymnasium env
+    (:class:`robot_rl.envs.gym_env.GymAdapter`): its rate, its id as the task, its
+    ``env.gym`` config and ``"gymnasium"``."""
+    info = adapted_env_info(env)
+    if info is not None:
+        return dict(info)
     base = env.unwrapped
     return {"control_hz": base.config.control.control_hz, "task": base.config.task.name,
             "env": to_dict(base.config), "robot": base.robot.spec.name}
 
 
-def open_recording_store(path: str | os.PathLike[str], env: Any) -> EpisodeStore:
-    """Open the store at ``path`` for appending, or create it with ``env``'s features.
+def open_recording_store(path: str | os.PathLike[str], env: Any, interventions: bool = False) -> EpisodeStore:
+    """Open the store at ``path`` for appending, or create it with ``env``'s features (plus the
+    per-step ``intervention`` flag when ``interventions``: a run with a teleop device).
 
     An existing store must have exactly the env's features (else
-    :class:`~robot_rl.data.SpecMismatchError` names every differing feature) and control rate.
+    :class:`~robot_rl.data.SpecMismatchError` names every differing feature) and control rate;
+    it may have or lack the ``intervention`` flag (steps appended without it get False), except
+    that ``interventions`` needs a store that has it (:class:`~robot_rl.data.StoreError`).
     """
     features = features_from_spaces(env.observation_space, env.action_space)
-    store = EpisodeStore.open_or_create(path, features, list(env.observation_space.spaces), recording_attrs(env))
+    if interventions:
+        features = with_interventions(features)
+    if os.path.exists(path):
+        store = EpisodeStore.open(path, "a")
+    else:
+        store = EpisodeStore.create(path, features, list(env.observation_space.spaces), recording_attrs(env))
     try:
         check_spec(store, env)
+        if interventions and INTERVENTION not in store.features:
+            raise StoreError(f"{path}: this store has no per-step {INTERVENTION!r} flag (it was written without a "
+                             f"teleop device), so interventions cannot be recorded into it; use a new store or run "
+                             f"directory")
     except BaseException:
         store.close()
         raise

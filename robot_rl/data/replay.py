@@ -31,6 +31,7 @@ from math import prod
 import numpy as np
 import torch
 
+from robot_rl.data.schema import INTERVENTION
 from robot_rl.data.store import (
     TRANSITION_FEATURES,
     EpisodeStore,
@@ -148,8 +149,10 @@ class ReplayBuffer:
     """A ring of the most recent ``capacity`` steps (whole episodes), sampled into :class:`Batch`.
 
     ``features`` must contain every obs key plus ``action`` (float32), ``reward`` (float32,
-    shape ()) and ``terminated`` (bool, shape ()); other features are ignored. Arrays are
-    allocated up front (``np.zeros``: the OS maps pages as they are first written).
+    shape ()) and ``terminated`` (bool, shape ()); with the optional ``intervention`` feature the
+    buffer also keeps each step's intervention flag (:meth:`intervened`; False for episodes added
+    without it); other features are ignored. Arrays are allocated up front (``np.zeros``: the OS
+    maps pages as they are first written).
     """
 
     def __init__(self, features: Mapping[str, FeatureSpec], obs_keys: Sequence[str], capacity: int,
@@ -174,6 +177,7 @@ class ReplayBuffer:
                           for key in self._layout.separate}
         self._reward = np.zeros(capacity, np.float32)
         self._terminated = np.zeros(capacity, bool)
+        self._intervention = np.zeros(capacity, bool) if INTERVENTION in features else None
         self._step_episode = np.zeros(capacity, np.int64)  # absolute episode id of each ring slot
         self._remaining = np.zeros(capacity, np.int64)  # steps from this one to its episode's end (≥ 1)
         self._elapsed = np.zeros(capacity, np.int64)  # steps from its episode's first step to this one
@@ -199,7 +203,7 @@ class ReplayBuffer:
         buffer = cls(store.features, obs_keys, capacity, device)
         fits = np.cumsum(table["length"][::-1]) <= capacity
         first = len(fits) - int(np.count_nonzero(fits))
-        names = list(buffer.specs)
+        names = list(buffer.specs) + ([INTERVENTION] if buffer.tracks_interventions else [])
         for block in episode_blocks(table["length"][first:], block_steps):
             episodes = first + block
             steps = store.load(names, episodes)
@@ -240,6 +244,9 @@ class ReplayBuffer:
             _write_ring(ring, first, steps[key])
         _write_ring(self._reward, first, steps["reward"])
         _write_ring(self._terminated, first, steps["terminated"])
+        if self._intervention is not None:
+            flags = steps[INTERVENTION] if INTERVENTION in steps else np.zeros(length, bool)
+            _write_ring(self._intervention, first, flags)
         _write_ring(self._step_episode, first, np.full(length, episode))
         _write_ring(self._remaining, first, np.arange(length, 0, -1))
         _write_ring(self._elapsed, first, np.arange(length))
@@ -267,6 +274,19 @@ class ReplayBuffer:
         self._final_packed = regrow(self._final_packed)
         self._final_separate = {key: regrow(final) for key, final in self._final_separate.items()}
         self._episode_capacity = new
+
+    @property
+    def tracks_interventions(self) -> bool:
+        """Whether the buffer keeps per-step intervention flags (its features had ``intervention``)."""
+        return self._intervention is not None
+
+    def intervened(self, steps: np.ndarray | None = None) -> np.ndarray:
+        """Intervention flags of the steps at absolute indices ``steps`` (default: every stored
+        step, oldest first); all False for a buffer that does not track them."""
+        steps = np.arange(self._start, self._end) if steps is None else np.asarray(steps)
+        if self._intervention is None:
+            return np.zeros(steps.shape, bool)
+        return self._intervention[steps % self.capacity]
 
     # ------------------------------------------------------------------ sampling
     def __len__(self) -> int:

@@ -5,6 +5,16 @@ action (one feature per observation key), then :data:`TRANSITION_FEATURES` = ``a
 ``reward``, ``terminated`` (:func:`transition_specs` gives their dtypes and shapes); the
 observation after an episode's last action is kept once per episode (``final_obs``).
 
+Optional parts, added after the first stores were written (a store without them opens as before):
+
+* the step feature ``intervention`` (:data:`OPTIONAL_STEP_FEATURES`, bool): a person drove this
+  step (``robot-rl train --teleop``). Stores of runs with a teleop device have it; a store or a
+  step without it reads as False, and a step appended without it gets False;
+* the episode table ``label`` (:data:`OPTIONAL_TABLES`, int8, :data:`LABELS`): what a person
+  said of the episode with the success / failure buttons, ``none`` (-1) when nobody labelled it
+  (scripted and policy episodes, a teleoperated episode that timed out unlabelled, and every
+  episode of a store written before the table existed).
+
 Nothing here touches the disk; :mod:`robot_rl.data.layout` maps this schema onto Zarr arrays.
 """
 
@@ -29,11 +39,18 @@ EPISODE_TABLES: dict[str, str] = {
     "source": "int8",
     "seed": "int64",
     "task": "int16",
+    "label": "int8",
 }
+# Episode tables a store may lack (written before they existed) → the value its episodes read as.
+OPTIONAL_TABLES: dict[str, int] = {"label": -1}
+# Per-episode labels given by a person (the success / failure buttons of a teleop device).
+LABELS: dict[str, int] = {"none": -1, "failure": 0, "success": 1}
+LABEL_NAMES: dict[int, str] = {code: name for name, code in LABELS.items()}
 LOWDIM_CHUNK = 8192
 IMAGE_CHUNK = 8
 RESERVED_ATTRS = frozenset({"format", "schema_version", "features", "obs_keys", "sources", "tasks", "commit"})
 TRANSITION_FEATURES = ("action", "reward", "terminated")  # the step features that are not observations
+INTERVENTION = "intervention"
 
 
 class StoreError(RuntimeError):
@@ -104,6 +121,35 @@ def transition_specs(action_shape: Sequence[int]) -> dict[str, FeatureSpec]:
     }
 
 
+#: Step features a store may have or lack: name → spec; a missing one reads as all False (zeros).
+OPTIONAL_STEP_FEATURES: dict[str, FeatureSpec] = {INTERVENTION: FeatureSpec("bool", ())}
+
+
+def with_interventions(features: Mapping[str, FeatureSpec]) -> dict[str, FeatureSpec]:
+    """``features`` plus the per-step ``intervention`` flag (stores of runs with a teleop device)."""
+    return {**features, INTERVENTION: OPTIONAL_STEP_FEATURES[INTERVENTION]}
+
+
+def optional_default(name: str, length: int | None = None) -> np.ndarray:
+    """The value an optional step feature has where it was not recorded: zeros (False), one
+    step or ``length`` steps."""
+    spec = OPTIONAL_STEP_FEATURES[name]
+    return np.zeros(spec.shape if length is None else (length, *spec.shape), spec.dtype)
+
+
+def label_code(value: str | int | None) -> int:
+    """The int8 code of a label given by name (``"success"``), code, or None (``none``)."""
+    if value is None:
+        return LABELS["none"]
+    if isinstance(value, str):
+        if value not in LABELS:
+            raise ValueError(f"unknown label {value!r}; expected one of {sorted(LABELS)}")
+        return LABELS[value]
+    if int(value) not in LABEL_NAMES:
+        raise ValueError(f"unknown label code {value!r}; expected one of {sorted(LABEL_NAMES)}")
+    return int(value)
+
+
 def features_from_spaces(observation_space: Any, action_space: Any) -> dict[str, FeatureSpec]:
     """Step features for a gymnasium ``Dict`` observation space and ``Box`` action space:
     every observation key, then :func:`transition_specs`."""
@@ -124,6 +170,7 @@ class Episode:
     source: str
     seed: int
     task: str | None
+    label: str = "none"  # what a person said of it (LABELS)
 
     @property
     def length(self) -> int:

@@ -176,20 +176,22 @@ class EpisodeStore(EpisodeReader):
         return 0 if self._writer is None else self._writer.steps_in_flight
 
     def end_episode(self, final_obs: Mapping[str, Any], success: bool, source: str | int = "policy",
-                    seed: int = -1, task: str | None = None) -> Episode:
+                    seed: int = -1, task: str | None = None, label: str | int | None = None) -> Episode:
         """Queue the episode in flight for the background writer and return it at once.
 
         ``final_obs`` is the observation after the last action (every obs key). ``task`` defaults
-        to ``attrs["task"]`` when the store has one. Blocks only if 8 episodes are already queued.
+        to ``attrs["task"]`` when the store has one. ``label``: what a person said of the episode
+        (``success`` / ``failure``; None = ``none``). Blocks only if 8 episodes are already queued.
         """
-        return self._checked_writer().end_episode(final_obs, success, source, seed, task)
+        return self._checked_writer().end_episode(final_obs, success, source, seed, task, label)
 
     def append_episode(self, steps: Mapping[str, Any], final_obs: Mapping[str, Any], success: bool,
-                       source: str | int = "policy", seed: int = -1, task: str | None = None) -> Episode:
+                       source: str | int = "policy", seed: int = -1, task: str | None = None,
+                       label: str | int | None = None) -> Episode:
         """Queue a whole episode at once: ``steps`` maps every feature to a ``(T, ...)`` array
         (copied, cast to the feature's dtype). Same as ``T`` calls of :meth:`append_step` and one
         of :meth:`end_episode`, for copying episodes between stores; no episode may be in flight."""
-        return self._checked_writer().append_episode(steps, final_obs, success, source, seed, task)
+        return self._checked_writer().append_episode(steps, final_obs, success, source, seed, task, label)
 
     def add_commit_listener(self, listener: Callable[[CommitRecord], None]) -> None:
         """Call ``listener(commit)`` (on the writer thread) after every commit: the count to show a

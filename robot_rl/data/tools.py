@@ -12,7 +12,7 @@ Zarr **v2** root group with ``data/<key>`` time-major arrays and ``meta/episode_
 * **export** writes every step feature as ``data/<feature>`` (``action``, ``reward`` and
   ``terminated`` included; Blosc-lz4, diffusion_policy's default compressor),
   ``meta/episode_ends``, and, for the way back, robot_rl's per-episode tables
-  (``meta/length|success|source|seed|task``, ``meta/final_<obs key>``) and root attributes
+  (``meta/length|success|source|seed|task|label``, ``meta/final_<obs key>``) and root attributes
   (``.zattrs["robot_rl"]``). diffusion_policy reads only ``data/`` and ``meta/episode_ends``;
   ``ReplayBuffer.copy_from_path`` also loads the other ``meta`` arrays, which is harmless.
 * **import** maps a store to ours: every ``data/<key>`` array becomes a step feature of the same
@@ -47,7 +47,7 @@ import zarr
 from zarr.storage import LocalStore, ZipStore
 
 from robot_rl.data.layout import read_rows
-from robot_rl.data.schema import InvalidDataError
+from robot_rl.data.schema import LABEL_NAMES, InvalidDataError
 from robot_rl.data.store import (
     EPISODE_TABLES,
     FORMAT,
@@ -108,6 +108,7 @@ class _Block:
     source: np.ndarray  # int8 codes
     seed: np.ndarray
     task: Sequence[str | None]
+    label: np.ndarray | None = None  # int8 codes; None: nobody labelled them
 
     def __len__(self) -> int:
         return len(self.length)
@@ -119,7 +120,8 @@ class _Block:
             store.append_episode({name: values[start:stop] for name, values in self.steps.items()},
                                  {key: values[i] for key, values in self.final_obs.items()},
                                  success=bool(self.success[i]), source=int(self.source[i]),
-                                 seed=int(self.seed[i]), task=self.task[i])
+                                 seed=int(self.seed[i]), task=self.task[i],
+                                 label=None if self.label is None else int(self.label[i]))
 
 
 def _store_blocks(store: EpisodeStore, episodes: np.ndarray) -> Iterator[_Block]:
@@ -129,7 +131,8 @@ def _store_blocks(store: EpisodeStore, episodes: np.ndarray) -> Iterator[_Block]
         chosen = episodes[block]
         yield _Block(store.load(episodes=chosen), store.final_obs(chosen), table["length"][chosen],
                      table["success"][chosen], table["source"][chosen], table["seed"][chosen],
-                     [tasks[code] if code >= 0 else None for code in table["task"][chosen].tolist()])
+                     [tasks[code] if code >= 0 else None for code in table["task"][chosen].tolist()],
+                     table["label"][chosen])
 
 
 class _Counter:
@@ -407,7 +410,9 @@ def _foreign_blocks(root: zarr.Group, layout: _ForeignLayout, path: Path, source
     the features' dtypes and (unless ``allow_nonfinite``) checked to be finite."""
     meta, ends, n = root["meta"], layout.episode_ends, len(layout.episode_ends)
     lengths = np.diff(ends, prepend=0)
-    tables = {name: _episode_table(meta, name, n, path) for name in ("success", "source", "seed", "task")}
+    tables = {name: _episode_table(meta, name, n, path) for name in ("success", "source", "seed", "task", "label")}
+    if tables["label"] is not None and not np.isin(tables["label"], list(LABEL_NAMES)).all():
+        tables["label"] = None  # someone else's meta/label: not our per-episode labels
     finals = {key: _numeric(meta[f"final_{key}"], path) for key in layout.obs_keys if f"final_{key}" in meta}
     if len(finals) != len(layout.obs_keys):
         finals = {}  # not our export: final observation = last step's observation
@@ -443,7 +448,8 @@ def _foreign_blocks(root: zarr.Group, layout: _ForeignLayout, path: Path, source
             for key, values in final_obs.items():
                 _check_finite(values, f"meta/final_{key} (per episode)", first, path)
         yield _Block(steps, final_obs, lengths[first:last], tables["success"][first:last],
-                     tables["source"][first:last], tables["seed"][first:last], episode_tasks[first:last])
+                     tables["source"][first:last], tables["seed"][first:last], episode_tasks[first:last],
+                     None if tables["label"] is None else tables["label"][first:last])
 
 
 def import_diffusion_policy(path: PathLike, out: PathLike, source: str | None = None, success: bool | None = None,

@@ -16,6 +16,7 @@ from typing import Any, Literal, Mapping
 from robot_rl.config import (
     CheckedConfig,
     ConfigError,
+    FieldError,
     bounded,
     deep_merge,
     from_dict,
@@ -141,12 +142,50 @@ class RobotConfig(CheckedConfig):
     ros2: Ros2ArmConfig = field(default_factory=Ros2ArmConfig)
 
 
+_MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
+@dataclass(frozen=True)
+class GymEnvConfig(CheckedConfig):
+    """Any gymnasium environment instead of this project's arm (``robot-rl train --env ID``).
+
+    ``id`` empty (the default) means the arm task of the other sections. When ``id`` is set, the
+    env is ``gymnasium.make(id, **kwargs)`` after importing ``imports`` (packages that register
+    their ids on import, e.g. ``gymnasium_robotics``), wrapped by each of ``wrappers``
+    (``"module:callable"``, called as ``callable(env) -> env``, in order) and then adapted for the
+    learners (:mod:`robot_rl.envs.gym_env`); the ``task``, ``control``, ``observation`` and
+    ``robot`` sections are then ignored for making the env.
+    """
+
+    id: str = ""
+    kwargs: dict[str, Any] = field(default_factory=dict)  # keyword arguments of gymnasium.make
+    imports: tuple[str, ...] = ()  # modules imported before gymnasium.make
+    wrappers: tuple[str, ...] = ()  # "module:callable", applied in order after gymnasium.make
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for index, name in enumerate(self.imports):
+            if not _MODULE.fullmatch(name):
+                raise FieldError(f"imports[{index}]",
+                                 f"expected a module name such as gymnasium_robotics, got {name!r}")
+        for index, spec in enumerate(self.wrappers):
+            module, sep, attr = spec.partition(":")
+            if not sep or not _MODULE.fullmatch(module) or not _MODULE.fullmatch(attr):
+                raise FieldError(f"wrappers[{index}]", f"expected MODULE:CALLABLE such as "
+                                                       f"gymnasium.wrappers:FlattenObservation, got {spec!r}")
+        if any(not isinstance(key, str) for key in self.kwargs):
+            raise FieldError("kwargs", f"keyword names must be strings, got {list(self.kwargs)}")
+
+
 @dataclass(frozen=True)
 class EnvConfig:
     task: TaskConfig = field(default_factory=TaskConfig)
     control: ControlConfig = field(default_factory=ControlConfig)
     observation: ObservationConfig = field(default_factory=ObservationConfig)
     robot: RobotConfig = field(default_factory=RobotConfig)
+    # A gymnasium env id (and how to make it); when set, the sections above are ignored for
+    # making the env (robot_rl.training.loop.make_env).
+    gym: GymEnvConfig = field(default_factory=GymEnvConfig)
 
 
 def task_config_path(task: str) -> Path:

@@ -10,6 +10,8 @@
   :mod:`.spacemouse` (hidapi), and, registered by ``robot_rl.hardware.teleop_topics`` through
   entry points, ROS 2 ``sensor_msgs/Joy`` (``joy``) and ``geometry_msgs/Twist`` /
   ``TwistStamped`` (``twist``, ``twist_stamped``); :mod:`.scripted` for code-driven input;
+  :mod:`.virtual` (``virtual``), a scripted operator that watches a learning policy and takes
+  over when it is stuck or leaving the workspace (interventions without a person);
 * :mod:`.mapping`: raw axes/buttons → command, built-in mappings and YAML overrides;
 * :mod:`.safety`: :class:`TeleopSafety`, deadman / silence / disconnect / bad input / gripper rules;
 * :mod:`.source`: :class:`TeleopActionSource` (``source = "human"``) for ``run_episode``.
@@ -33,10 +35,12 @@ from robot_rl.teleop.safety import SafeCommand, TeleopEvent, TeleopSafety
 from robot_rl.teleop.scripted import ScriptedDevice
 from robot_rl.teleop.source import TeleopActionSource, TwistToAction
 from robot_rl.teleop.spacemouse import make_spacemouse_device
+from robot_rl.teleop.virtual import VirtualOperator, make_virtual_operator
 
 register_teleop_device("keyboard", make_keyboard_device)
 register_teleop_device("gamepad", make_gamepad_device)
 register_teleop_device("spacemouse", make_spacemouse_device)
+register_teleop_device("virtual", make_virtual_operator)
 
 __all__ = [
     "AXES",
@@ -51,6 +55,7 @@ __all__ = [
     "TeleopEvent",
     "TeleopSafety",
     "TwistToAction",
+    "VirtualOperator",
     "load_teleop_config",
     "make_teleop_device",
     "register_teleop_device",

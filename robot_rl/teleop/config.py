@@ -14,11 +14,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, ClassVar, Literal, Mapping
 
 from robot_rl.config import CheckedConfig, ConfigError, bounded, deep_merge, from_dict, read_yaml
 from robot_rl.envs.config import TransportConfig
 from robot_rl.teleop.device import AXES
+
+
+@dataclass(frozen=True)
+class VirtualOperatorConfig(CheckedConfig):
+    """The ``virtual`` device: a scripted operator that watches the policy and takes over the way
+    people do (:mod:`robot_rl.teleop.virtual`). Steps are control steps."""
+
+    stuck_steps: int = bounded(15, ge=1)  # k: no progress towards the goal for this many steps → take over
+    progress_tolerance: float = bounded(0.005, ge=0)  # m: what counts as progress on the goal distance
+    done_distance: float = bounded(0.04, ge=0)  # m: a goal distance this small is never "stuck" (task solved)
+    workspace_margin: float = bounded(0.02, ge=0)  # m: a tool target this close to the box's walls is "heading out"
+    reaction_delay: int = bounded(3, ge=0)  # steps between deciding to take over and taking over
+    control_steps: int = bounded(20, ge=1)  # m: steps of its own control before it lets go
+    budget: float = bounded(0.15, ge=0, le=1)  # largest fraction of all steps it may drive
+    noise: float = bounded(0.1, ge=0)  # std of Gaussian noise on its twist, as a fraction of linear_speed
+    seed: int = bounded(0, ge=0)  # of the noise
 
 
 @dataclass(frozen=True)
@@ -49,10 +65,14 @@ class TeleopConfig(CheckedConfig):
     topic: str = ""  # joy / twist devices: ROS 2 topic ("" = the device's default)
     device_index: int = bounded(0, ge=0)  # which gamepad / SpaceMouse when several are plugged in
     transport: TransportConfig = field(default_factory=TransportConfig)  # joy / twist devices
+    virtual: VirtualOperatorConfig = field(default_factory=VirtualOperatorConfig)  # the virtual device
+
+    #: Whether ``device: ""`` (no device) is allowed: in a training run's ``teleop`` section.
+    optional_device: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not self.device:
+        if not self.device and not self.optional_device:
             raise ConfigError("device: must name a teleop device, got ''")
         unknown = [name for name in self.invert if name not in AXES]
         if unknown:

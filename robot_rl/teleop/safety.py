@@ -108,6 +108,14 @@ class TeleopSafety:
         self._gripper: float | None = None
         self._rearm()
 
+    def follow(self, gripper: float) -> None:
+        """Another source (the policy, during training with interventions) drove this step and
+        sent gripper command ``gripper``: when the operator takes over, the gripper starts from
+        there (not from a stale command of this filter), and the operator's gripper control must
+        move before it counts, as after a fault. Call it for every step the operator did not drive."""
+        self._gripper = float(np.clip(gripper, -1.0, 1.0)) if math.isfinite(gripper) else self._gripper
+        self._rearm()
+
     def filter(self, command: TeleopCommand, now: float, measured_gripper: float) -> SafeCommand:
         """This step's safe command from the device's ``command`` at time ``now`` (same clock as
         the command's timestamp). ``measured_gripper``: the gripper opening now, in command units

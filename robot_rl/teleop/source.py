@@ -92,24 +92,34 @@ class TeleopActionSource:
     ``act``, :attr:`last` is the step's :class:`SafeCommand` (``engaged`` tells whether the person
     drove that step, the basis for intervention flags). ``clock``: the time base of device
     timestamps (``time.monotonic``; a test may pass simulated time). ``pace``: wait for the next
-    control tick in ``act`` (off for simulated time). A ``poll`` that raises counts as a
+    control tick in ``act`` (off for simulated time; default: on, unless the device says
+    ``realtime = False``, as a scripted operator does). A ``poll`` that raises counts as a
     disconnected device (the arm holds) rather than ending the episode.
+
+    Devices that watch the run (the ``virtual`` operator, :mod:`robot_rl.teleop.virtual`) may
+    have three optional methods, called when present: ``attach(env)`` once here,
+    ``episode_start()`` at every :meth:`reset`, and ``observe(observation, proposed)`` before
+    every poll, with the action the policy proposes for this step (None when no policy runs).
     """
 
     source = "human"
 
     def __init__(self, device: TeleopDevice, config: TeleopConfig, env: Any, *,
-                 clock: Callable[[], float] = time.monotonic, pace: bool = True,
+                 clock: Callable[[], float] = time.monotonic, pace: bool | None = None,
                  on_event: Callable[[TeleopEvent], None] | None = None) -> None:
         self.device = device
         self.config = config
         self.to_action = TwistToAction(env, config.frame)
         self.safety = TeleopSafety(config, self.to_action.dt, on_event=on_event)
         self._clock = clock
-        self._pace = pace
+        self._pace = bool(getattr(device, "realtime", True)) if pace is None else pace
         self._next_tick: float | None = None
         self.outcome: str | None = None
         self.last: SafeCommand | None = None
+        attach = getattr(device, "attach", None)
+        if callable(attach):
+            attach(env)
+        self._observe = getattr(device, "observe", None)
 
     def reset(self) -> None:
         """A new episode: clears the outcome, re-arms the safety filter, and drops label presses
@@ -118,11 +128,19 @@ class TeleopActionSource:
         self.outcome = None
         self.last = None
         self._next_tick = None
+        episode_start = getattr(self.device, "episode_start", None)
+        if callable(episode_start):
+            episode_start()
         self._poll()
 
-    def act(self, observation: Mapping[str, np.ndarray]) -> np.ndarray | None:
+    def act(self, observation: Mapping[str, np.ndarray], proposed: np.ndarray | None = None) -> np.ndarray | None:
+        """The operator's action for this step (a hold when the device does not drive), or None
+        when a label button ended the episode. ``proposed``: the action the policy would take,
+        for devices that watch it (see the class docstring)."""
         if self._pace:
             self._wait_for_tick()
+        if callable(self._observe):
+            self._observe(observation, proposed)
         safe = self.safety.filter(self._poll(), self._clock(), self.to_action.gripper_of(observation))
         self.last = safe
         if safe.label is not None:

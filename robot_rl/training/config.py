@@ -24,6 +24,7 @@ from robot_rl.config import (
     read_yaml,
 )
 from robot_rl.envs.config import EnvConfig, task_config_path
+from robot_rl.teleop.config import TeleopConfig
 
 AGENT_PRESETS = ("sac", "redq", "droq", "td3", "ddpg", "rlpd", "ddpgfd", "awac")
 
@@ -61,11 +62,32 @@ class DemoConfig(CheckedConfig):
 
 @dataclass(frozen=True)
 class HerConfig(CheckedConfig):
-    """Hindsight goal relabelling of sampled minibatches (goal tasks: reach, push, pick, peg);
-    see :mod:`robot_rl.data.hindsight`."""
+    """Hindsight goal relabelling of sampled minibatches (goal tasks: reach, push, pick, peg; or a
+    gymnasium goal env with a vectorised ``compute_reward``); see :mod:`robot_rl.data.hindsight`."""
 
     strategy: Literal["none", "future", "final", "episode"] = "none"  # none: no relabelling
     ratio: float = bounded(0.8, ge=0, le=1)  # share of every minibatch relabelled; HER's k goals per real one = k / (k + 1)
+
+
+@dataclass(frozen=True)
+class RunTeleopConfig(TeleopConfig):
+    """A training run's teleop device, for interventions (:mod:`robot_rl.training.interventions`):
+    the device settings of :class:`~robot_rl.teleop.config.TeleopConfig`, with no device by default.
+    Intervened transitions also go to the demonstration buffer, mixed into minibatches at
+    ``demos.ratio`` (without ``demos.paths`` that buffer starts empty)."""
+
+    device: str = ""  # "": no teleop device; else keyboard, gamepad, spacemouse, joy, twist, virtual, ...
+
+    optional_device = True
+
+
+@dataclass(frozen=True)
+class RewardConfig(CheckedConfig):
+    """Where the reward comes from: ``env`` (the task's), ``human`` (the success / failure buttons
+    of the teleop device: 1 on the last step of a success, terminal on either label), ``auto``:
+    ``human`` on a real arm (robot kind ros2 with a teleop device), else ``env``."""
+
+    source: Literal["auto", "env", "human"] = "auto"
 
 
 @dataclass(frozen=True)
@@ -75,6 +97,15 @@ class TrainConfig:
     train: LoopConfig = field(default_factory=LoopConfig)
     demos: DemoConfig = field(default_factory=DemoConfig)
     her: HerConfig = field(default_factory=HerConfig)
+    teleop: RunTeleopConfig = field(default_factory=RunTeleopConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+
+    @property
+    def reward_source(self) -> str:
+        """``env`` or ``human``: ``reward.source`` with ``auto`` resolved."""
+        if self.reward.source == "auto":
+            return "human" if self.teleop.device and self.env.robot.kind == "ros2" else "env"
+        return self.reward.source
 
     def check_complete(self) -> None:
         """Rules across sections, checked once every layer is merged (a preset may set
@@ -82,13 +113,29 @@ class TrainConfig:
         so that a run that cannot work stops before it builds anything."""
         if self.demos.offline_steps and not self.demos.paths:
             raise ConfigError("demos.offline_steps: offline pre-training needs demonstrations (--demos D.zarr)")
-        # The online replay ring holds whole episodes and must fill a minibatch.
-        needed = {"agent.batch_size": self.agent.batch_size,
-                  "env.task.max_episode_steps": self.env.task.max_episode_steps}
+        gym = self.env.gym
+        if (gym.kwargs or gym.imports or gym.wrappers) and not gym.id:
+            raise ConfigError("env.gym: kwargs, imports and wrappers apply to a gymnasium env; set env.gym.id too "
+                              "(robot-rl train --env ID)")
+        # The online replay ring holds whole episodes and must fill a minibatch (a gymnasium env's
+        # episode length is checked when it is made: robot_rl.training.loop.make_env).
+        needed = {"agent.batch_size": self.agent.batch_size}
+        if not gym.id:
+            needed["env.task.max_episode_steps"] = self.env.task.max_episode_steps
         for key, steps in needed.items():
             if self.train.replay_capacity < steps:
                 raise ConfigError(f"train.replay_capacity: {self.train.replay_capacity} steps cannot hold "
                                   f"{key} = {steps} steps; raise it to at least {max(needed.values())}")
+        if self.teleop.device and gym.id:
+            raise ConfigError(f"teleop.device: a teleop device drives this project's arm, not the gymnasium env "
+                              f"{gym.id!r}")
+        if self.reward_source == "human":
+            if not self.teleop.device:
+                raise ConfigError("reward.source: human rewards come from a teleop device's success / failure "
+                                  "buttons; set teleop.device (robot-rl train --teleop DEVICE)")
+            if self.her.strategy != "none":
+                raise ConfigError("her.strategy: hindsight relabelling recomputes the env's reward, but "
+                                  "reward.source is human; set her.strategy: none")
         problem = device_problem(self.agent.device)
         if problem:
             raise ConfigError(f"agent.device: {problem}")

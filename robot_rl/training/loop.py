@@ -54,11 +54,13 @@ import yaml
 from tqdm import tqdm
 
 from robot_rl.agents import OffPolicyAgent, make_agent
-from robot_rl.config import to_dict
-from robot_rl.data import ReplayBuffer, Sampler, features_from_spaces
+from robot_rl.config import ConfigError, to_dict
+from robot_rl.data import EpisodeStore, ReplayBuffer, Sampler, features_from_spaces
 from robot_rl.data.recorder import Observation, open_recording_store
 from robot_rl.data.samplers import NonFiniteFeedback
+from robot_rl.data.schema import INTERVENTION, LABELS, with_interventions
 from robot_rl.envs import make_arm_env
+from robot_rl.envs.gym_env import goal_task_of, make_gym_env
 from robot_rl.robot import Robot
 from robot_rl.training.checkpoint import FORMAT as CHECKPOINT_FORMAT
 from robot_rl.training.checkpoint import load_agent_state, load_checkpoint, save_checkpoint
@@ -100,8 +102,27 @@ class Counters:
 
 
 def make_env(config: TrainConfig, robot: Robot | None = None) -> gym.Env:
-    """The run's env; ``robot``: a ready arm instead of the one ``config.env.robot`` describes."""
-    return make_arm_env(config.env.task.name, config=config.env, robot=robot)
+    """The run's env; ``robot``: a ready arm instead of the one ``config.env.robot`` describes.
+
+    With ``env.gym.id`` set: that gymnasium env, adapted for the learners
+    (:func:`robot_rl.envs.gym_env.make_gym_env`), and the arm sections are ignored."""
+    if not config.env.gym.id:
+        return make_arm_env(config.env.task.name, config=config.env, robot=robot)
+    if robot is not None:
+        raise ValueError(f"a robot drives this project's arm env, not the gymnasium env {config.env.gym.id!r}")
+    env = make_gym_env(config.env.gym)
+    try:
+        capacity = config.train.replay_capacity
+        if capacity < env.max_episode_steps:  # the online replay ring holds whole episodes
+            raise ConfigError(f"train.replay_capacity: {capacity} steps cannot hold an episode of "
+                              f"{config.env.gym.id} ({env.max_episode_steps} steps); raise it to at least "
+                              f"{env.max_episode_steps}")
+        if config.her.strategy != "none":
+            goal_task_of(env)  # before the run's store exists: relabelling needs a goal env
+    except BaseException:
+        env.close()
+        raise
+    return env
 
 
 def next_multiple(step: int, every: int) -> int:
@@ -154,8 +175,20 @@ class Trainer:
         self.env = make_env(config, robot)
         self.eval_env = make_env(config)
         # Demonstrations first: a dataset that does not fit must not leave a replay store behind.
-        self.demos = self._load_demos() if config.demos.paths else None
-        self.store = open_recording_store(store_path, self.env)
+        # The teleop side (interventions, human labels) first: a device that cannot open leaves no run behind.
+        self.human = None
+        if config.teleop.device:
+            from robot_rl.training.interventions import HumanInTheLoop
+
+            self.human = HumanInTheLoop(config, self.env, on_event=lambda event: tqdm.write(
+                f"[seed {seed}] teleop: {event.kind} ({event.detail})"))
+        self.demos = self._load_demos() if config.demos.paths or config.teleop.device else None
+        # With a teleop device every step carries its intervention flag.
+        self.store = open_recording_store(store_path, self.env, interventions=bool(config.teleop.device))
+        if config.teleop.device and self.demos is not None:  # a resumed run's interventions are demonstrations again
+            from robot_rl.training.interventions import add_stored_interventions
+
+            add_stored_interventions(self.store, self.demos)
         # Seed before the learner exists: its initial weights come from torch's global generator,
         # which torch seeds differently in every process.
         self.rng = np.random.default_rng(seed)
@@ -179,13 +212,29 @@ class Trainer:
         self._last_eval: dict[str, Any] = {}
         self._last_eval_step = -1
         self._metrics = MetricMeans()
+        if self.human is not None:
+            self.human.bind(self.policy, self.store)
+            tqdm.write(self.human.device.help)
 
     # ------------------------------------------------------------------ data
     def _load_demos(self) -> ReplayBuffer:
+        """The demonstration buffer: ``demos.paths``, plus, with a teleop device, room for every
+        step the run may take (intervened steps join it and are never evicted)."""
         from robot_rl.data.compat import load_demonstrations
 
-        return load_demonstrations([Path(p) for p in self.config.demos.paths], self.env,
-                                   rename=self.config.demos.rename or None)
+        paths = [Path(p) for p in self.config.demos.paths]
+        room = self.config.train.total_steps if self.config.teleop.device else 0
+        if not paths:
+            features = features_from_spaces(self.env.observation_space, self.env.action_space)
+            return ReplayBuffer(features, list(self.env.observation_space.spaces), room)
+        capacity = None
+        if room:
+            stored = 0
+            for path in paths:
+                with EpisodeStore.open(path, "r") as dataset:
+                    stored += dataset.n_steps
+            capacity = stored + room
+        return load_demonstrations(paths, self.env, rename=self.config.demos.rename or None, capacity=capacity)
 
     def _online_replay(self) -> ReplayBuffer:
         """The RAM tier of online experience, refilled from the store on resume."""
@@ -193,6 +242,8 @@ class Trainer:
         if self.store.n_episodes:
             return ReplayBuffer.from_store(self.store, capacity=capacity)
         features = features_from_spaces(self.env.observation_space, self.env.action_space)
+        if INTERVENTION in self.store.features:
+            features = with_interventions(features)  # the RAM tier keeps the flags too
         return ReplayBuffer(features, list(self.env.observation_space.spaces), capacity)
 
     # ------------------------------------------------------------------ checkpoints
@@ -256,6 +307,8 @@ class Trainer:
             return final
         finally:
             bar.close()
+            if self.human is not None:
+                self.human.close()  # first: a keyboard gives the terminal back before anything else is printed
             self.store.close()
             self.logger.close()
             self.env.close()
@@ -264,23 +317,52 @@ class Trainer:
     def _run_episode(self, bar: tqdm) -> None:
         counters = self.counters
         seed = episode_seed(self.seed, counters.episodes)
-        rollout = run_episode(self.env, self.policy, seed, store=self.store, on_step=lambda info: self._after_step(bar),
-                              recovery=self.recovery)
+        human = self.human
+        rollout = run_episode(self.env, self.policy if human is None else human.source, seed,
+                              store=self.store if human is None else human.steps,
+                              on_step=lambda info: self._after_step(bar), recovery=self.recovery)
         if rollout.robot_error is not None:  # dropped and reported; the next episode retries this seed
             self._check_robot_downtime(rollout.robot_error)
             return
         self._robot_down_since = None
-        episode = self.store.end_episode(rollout.final_obs, rollout.success, source=self.policy.source, seed=seed)
+        if rollout.steps == 0:  # a label button before the first step: run this scene again
+            return
+        total, success, label, source = rollout.total_reward, rollout.success, None, self.policy.source
+        if human is not None:  # the person's steps, labels and (reward.source: human) rewards
+            result = human.finish(rollout)
+            total, success, label, source = result.total_reward, result.success, result.label, human.source.source
+        episode = self.store.end_episode(rollout.final_obs, success, source=source, seed=seed, label=label)
         self.data.online.add_episode(episode.steps, episode.final_obs)  # online data: never a demonstration
         counters.episodes += 1
-        total, success = rollout.total_reward, rollout.success
         self._recent.append((total, success))
-        self.logger.log("episodes", counters.env_steps, {"return": total, "success": float(success),
-                                                         "length": episode.length, "episode": counters.episodes})
+        interventions = {}
+        if human is not None:
+            interventions = self._interventions(episode, label, bar)
+        reported = {"success": float(success)} if rollout.success_reported else {}  # a gymnasium env may give none
+        self.logger.log("episodes", counters.env_steps, {"return": total, **reported,
+                                                         "length": episode.length, "episode": counters.episodes,
+                                                         **interventions})
         # episodes: the committed count (commit record), what a kill cannot take back; the
         # episode just ended is usually still queued for the writer.
-        bar.set_postfix(episodes=self.store.n_episodes, success=f"{np.mean([s for _, s in self._recent]):.2f}",
-                        ret=f"{np.mean([r for r, _ in self._recent]):.1f}", refresh=False)
+        bar.set_postfix(episodes=self.store.n_episodes,
+                        success=f"{np.mean([s for _, s in self._recent]):.2f}" if rollout.success_reported else "n/a",
+                        ret=f"{np.mean([r for r, _ in self._recent]):.1f}",
+                        **({"interv": f"{interventions['intervention_rate']:.2f}"} if interventions else {}),
+                        refresh=False)
+
+    def _interventions(self, episode: Any, label: str | None, bar: tqdm) -> dict[str, float]:
+        """A run with a teleop device: the episode's intervened segments join the demonstrations
+        (HIL-SERL), one line on the console, and the intervention columns of ``episodes.csv``."""
+        from robot_rl.training.interventions import intervened_segments
+
+        intervened = int(np.count_nonzero(episode.steps[INTERVENTION])) if INTERVENTION in episode.steps else 0
+        if self.data.demos is not None:
+            for steps, final in intervened_segments(episode.steps, episode.final_obs, self.store.obs_keys):
+                self.data.demos.add_episode(steps, final)
+        rate = intervened / episode.length
+        bar.write(f"[seed {self.seed}] episode {self.counters.episodes}: {episode.length} steps, "
+                  f"{intervened} intervened ({rate:.0%}), label {label or '-'}, success {episode.success}")
+        return {"intervened_steps": intervened, "intervention_rate": rate, "label": LABELS[label or "none"]}
 
     def _after_step(self, bar: tqdm) -> None:
         self.counters.env_steps += 1
@@ -358,8 +440,12 @@ class Trainer:
 
     def _evaluate(self, bar: tqdm) -> dict[str, Any]:
         result = evaluate(self.eval_env, self.agent, self.config.train.eval_episodes, EVAL_SEED_OFFSET)
-        self.logger.log("eval", self.counters.env_steps, {k: v for k, v in result.items() if k != "episodes"})
-        bar.write(f"[seed {self.seed}] step {self.counters.env_steps}: eval success {result['success_rate']:.2f}, "
+        # success_rate is None for an env that reports no success: the log then has no such column
+        self.logger.log("eval", self.counters.env_steps,
+                        {k: v for k, v in result.items() if k != "episodes" and v is not None})
+        rate = result["success_rate"]
+        bar.write(f"[seed {self.seed}] step {self.counters.env_steps}: eval success "
+                  f"{'n/a' if rate is None else f'{rate:.2f}'}, "
                   f"return {result['return_mean']:.2f} ± {result['return_std']:.2f}")
         self.counters.next_eval = next_multiple(self.counters.env_steps, self.config.train.eval_every)
         self._last_eval, self._last_eval_step = result, self.counters.env_steps

@@ -77,8 +77,10 @@ class RobotRecovery:
 @dataclass(frozen=True)
 class Rollout:
     """What happened in one episode. ``final_obs`` is the observation after the last action;
-    ``success`` the env's ``info["is_success"]`` after it. ``robot_error``: the arm failed in
-    the middle of the episode, which was therefore dropped (not in the store)."""
+    ``success`` the env's ``info["is_success"]`` after it (False when the env gives none:
+    ``success_reported`` then says so; this project's arm always gives it, other gymnasium envs
+    may not). ``robot_error``: the arm failed in the middle of the episode, which was therefore
+    dropped (not in the store)."""
 
     seed: int | None
     steps: int
@@ -87,6 +89,7 @@ class Rollout:
     final_obs: Observation
     robot_error: RobotError | None = None
     clipped_steps: int = 0  # steps whose action the source gave outside the action space
+    success_reported: bool = True  # the last step's info had "is_success"
 
 
 class AgentPolicy:
@@ -177,12 +180,16 @@ def run_episode(env: Any, source: ActionSource, seed: int | None, *, store: Epis
         if store is not None:
             store.discard_episode()  # never glue a broken episode's steps onto the next one
         raise
-    return Rollout(seed, steps, total, bool(info.get("is_success", False)), obs, clipped_steps=clipped)
+    return Rollout(seed, steps, total, bool(info.get("is_success", False)), obs, clipped_steps=clipped,
+                   success_reported="is_success" in info)
 
 
-def episode_summary(returns: list[float], successes: list[bool]) -> dict[str, Any]:
-    """Success rate, mean and std of the return, and the number of episodes (the eval JSON)."""
-    return {"success_rate": float(np.mean(successes)), "return_mean": float(np.mean(returns)),
+def episode_summary(returns: list[float], successes: list[bool], success_reported: bool = True) -> dict[str, Any]:
+    """Success rate, mean and std of the return, and the number of episodes (the eval JSON).
+    ``success_rate`` is None when the env reports no success (``success_reported`` False): a
+    gymnasium env without ``info["is_success"]`` is judged by its return alone."""
+    rate = float(np.mean(successes)) if success_reported else None
+    return {"success_rate": rate, "return_mean": float(np.mean(returns)),
             "return_std": float(np.std(returns)), "episodes": len(returns)}
 
 
@@ -190,10 +197,11 @@ def evaluate(env: Any, agent: Any, episodes: int, seed: int = EVAL_SEED_OFFSET,
              recovery: RobotRecovery | None = None) -> dict[str, Any]:
     """Run ``episodes`` deterministic-policy episodes with seeds ``seed, seed+1, ...``; an
     episode the arm broke off (see :class:`RobotRecovery`) is run again with the same seed."""
-    policy, returns, successes = AgentPolicy(agent), [], []
+    policy, returns, successes, reported = AgentPolicy(agent), [], [], True
     while len(returns) < episodes:
         rollout = run_episode(env, policy, seed + len(returns), recovery=recovery)
         if rollout.robot_error is None:
             returns.append(rollout.total_reward)
             successes.append(rollout.success)
-    return episode_summary(returns, successes)
+            reported = reported and rollout.success_reported
+    return episode_summary(returns, successes, reported)

@@ -13,7 +13,8 @@ feedback and adds its own episodes; it never asks which learner it runs.
 With ``her.strategy`` set (goal tasks), every uniform source, online replay and demonstrations
 alike, is a :class:`~robot_rl.data.HindsightSampler` that relabels ``her.ratio`` of its rows with
 goals its own episodes achieved; the reward comes from the run's task (pure numpy, the same
-function as the env's reward).
+function as the env's reward), or, for a gymnasium goal env (``env.gym.id``), from the env's own
+vectorised ``compute_reward`` (:class:`~robot_rl.envs.gym_env.GymGoalTask`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from robot_rl.agents import DataNeeds
 from robot_rl.config import ConfigError
 from robot_rl.data import HindsightSampler, MixtureSampler, PrioritizedSampler, ReplayBuffer, Sampler, UniformSampler
 from robot_rl.data.prioritized import PrioritizedReplayBuffer
+from robot_rl.envs.gym_env import gym_goal_task
 from robot_rl.envs.tasks import make_task
 
 if TYPE_CHECKING:
@@ -44,6 +46,17 @@ class ReplaySetup:
     sampler: Sampler  # minibatches while interacting
     offline_sampler: Sampler | None  # minibatches of the offline phase; None without demonstrations
     online: EpisodeSink  # add the run's own episodes here (the sampler sees them)
+    demos: EpisodeSink | None = None  # add demonstrations made during the run (interventions); None without demos
+
+
+class _PinnedDemos:
+    """The demonstration side of a prioritised buffer as an :class:`EpisodeSink` (pinned, never evicted)."""
+
+    def __init__(self, buffer: PrioritizedReplayBuffer) -> None:
+        self.buffer = buffer
+
+    def add_episode(self, steps: Mapping[str, np.ndarray], final_obs: Mapping[str, np.ndarray]) -> None:
+        self.buffer.add_episode(steps, final_obs, is_demo=True)
 
 
 def make_replay_setup(needs: DataNeeds, online: ReplayBuffer, demos: ReplayBuffer | None,
@@ -62,14 +75,15 @@ def make_replay_setup(needs: DataNeeds, online: ReplayBuffer, demos: ReplayBuffe
                               f"draws by priority (set her.strategy: none)")
         buffer = PrioritizedReplayBuffer.from_config(online, demos, agent)
         sampler = PrioritizedSampler(buffer, **targets)
-        return ReplaySetup(sampler, sampler if demos is not None else None, buffer)
+        return ReplaySetup(sampler, sampler if demos is not None else None, buffer,
+                           None if demos is None else _PinnedDemos(buffer))
     uniform = _uniform_sampler_factory(config)
     if demos is None:
         return ReplaySetup(uniform(online), None, online)
     ratio = config.demos.ratio
     mixture = MixtureSampler([(uniform(online), 1.0 - ratio), (uniform(demos), ratio)], skip_empty=True,
                              names=["online replay", "demonstrations"])
-    return ReplaySetup(mixture, uniform(demos), online)
+    return ReplaySetup(mixture, uniform(demos), online, demos)
 
 
 def _uniform_sampler_factory(config: TrainConfig) -> Callable[[ReplayBuffer], Sampler]:
@@ -78,6 +92,9 @@ def _uniform_sampler_factory(config: TrainConfig) -> Callable[[ReplayBuffer], Sa
     targets = {"n_step": agent.n_step, "gamma": agent.gamma}
     if her.strategy == "none":
         return lambda buffer: UniformSampler(buffer, **targets)
+    if config.env.gym.id:  # a gymnasium goal env: its own vectorised compute_reward (else a ConfigError)
+        goal_task = gym_goal_task(config.env.gym)
+        return lambda buffer: HindsightSampler(buffer, goal_task, her.strategy, her.ratio, **targets)
     task = make_task(config.env.task)
     if not task.is_goal_task:
         raise ConfigError(f"her.strategy: task {task.name!r} has no goal to relabel (goal tasks: reach, push, pick, "
