@@ -637,6 +637,10 @@ def _child_setup(nice: int | None) -> Callable[[], None]:
     def setup() -> None:
         if nice:
             os.nice(nice)
+            try:  # Linux autogroups: a new session gets its own CPU share, which its nice value must lower too
+                Path("/proc/self/autogroup").write_text(str(nice))
+            except OSError:
+                pass
         try:  # Linux: SIGTERM if the parent dies without cleaning up (e.g. SIGKILL)
             import ctypes
 
