@@ -40,6 +40,7 @@ from typing import Any
 
 from robot_rl.bench import learn
 from robot_rl.cli.errors import terminate_gracefully
+from robot_rl.teleop.config import VirtualOperatorConfig
 
 TARGET_FRACTION = 0.15  # the goal: at most this share of steps intervened ...
 TARGET_SPEEDUP = 2.0  # ... and 90 % success in at most half the env steps of the learner alone
@@ -98,11 +99,15 @@ def main() -> int:
     learn.add_protocol_options(parser, steps=20000, eval_every=1000)
     parser.add_argument("--tasks", nargs="+", choices=("lift", "pick"), default=["lift", "pick"])
     parser.add_argument("--learner", default="sac", help="agent preset of both variants (default: sac)")
+    defaults = VirtualOperatorConfig()
     parser.add_argument("--budget", type=float, default=TARGET_FRACTION, help="teleop.virtual.budget")
-    parser.add_argument("--stuck-steps", type=int, default=15, help="teleop.virtual.stuck_steps (k)")
-    parser.add_argument("--control-steps", type=int, default=20, help="teleop.virtual.control_steps (m)")
-    parser.add_argument("--reaction-delay", type=int, default=3, help="teleop.virtual.reaction_delay (steps)")
-    parser.add_argument("--noise", type=float, default=0.1, help="teleop.virtual.noise (fraction of linear_speed)")
+    parser.add_argument("--stuck-steps", type=int, default=defaults.stuck_steps, help="teleop.virtual.stuck_steps (k)")
+    parser.add_argument("--control-steps", type=int, default=defaults.control_steps,
+                        help="teleop.virtual.control_steps (m)")
+    parser.add_argument("--reaction-delay", type=int, default=defaults.reaction_delay,
+                        help="teleop.virtual.reaction_delay (steps)")
+    parser.add_argument("--noise", type=float, default=defaults.noise,
+                        help="teleop.virtual.noise (fraction of linear_speed)")
     args = parser.parse_args()
     operator = {"stuck_steps": args.stuck_steps, "control_steps": args.control_steps,
                 "reaction_delay": args.reaction_delay, "budget": args.budget, "noise": args.noise}

@@ -16,6 +16,7 @@ import json
 import shutil
 import time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -264,40 +265,55 @@ def test_record_teleop_writes_labelled_human_episodes(tmp_path, operator, capsys
 
 
 # --------------------------------------------------------------------------- the virtual operator
-def test_virtual_operator_takes_over_a_stuck_policy_with_delay_budget_and_release():
+class Still:  # a policy that never moves: stuck
+    source = "policy"
+
+    def reset(self) -> None:
+        pass
+
+    def act(self, observation):
+        return np.zeros(4, np.float32)
+
+
+def _watch_still_policy(settings: dict) -> tuple[InterventionSource, Any]:
+    """One lift episode of the ``virtual`` operator (``settings``) watching a policy that never moves."""
     env = make_arm_env("lift")
-    settings = {"stuck_steps": 5, "reaction_delay": 2, "control_steps": 6, "budget": 0.5, "noise": 0.0}
-    config = load_teleop_config(overrides={"device": "virtual", "virtual": settings})
+    config = load_teleop_config(overrides={"device": "virtual", "virtual": {"noise": 0.0, **settings}})
     device = make_teleop_device(config)
-
-    class Still:  # a policy that never moves: stuck
-        source = "policy"
-
-        def reset(self) -> None:
-            pass
-
-        def act(self, observation):
-            return np.zeros(4, np.float32)
-
     try:
         source = InterventionSource(Still(), TeleopActionSource(device, config, env))
         run_episode(env, source, seed=0)
     finally:
         device.close()
         env.close()
+    return source, device
+
+
+def test_virtual_operator_takes_over_a_stuck_policy_with_delay_and_release():
+    source, device = _watch_still_policy({"stuck_steps": 5, "reaction_delay": 2, "control_steps": 6, "budget": 1.0})
     flags = source.flags
     first = flags.index(True)
     # Stuck after 5 steps without progress (counted from the first step), then 2 steps of reaction delay.
     assert first == 5 + 2
     assert flags[first:first + 6] == [True] * 6 and not flags[first + 6]  # m = 6 steps, then it lets go
-    assert sum(flags) <= 0.5 * len(flags) and device.fraction_driven <= 0.5
     assert device.takeovers >= 2 and device.takeover_reasons["stuck"] == device.takeovers
     assert source.source == "intervention"
 
 
+def test_virtual_operator_budget_caps_whole_takeovers():
+    """A takeover starts only if all of it fits the budget, and is then finished, never cut short."""
+    source, device = _watch_still_policy({"stuck_steps": 2, "reaction_delay": 0, "control_steps": 4, "budget": 0.25})
+    flags = source.flags
+    assert 0 < sum(flags) <= 0.25 * len(flags) and device.fraction_driven <= 0.25
+    runs = [len(run) for run in "".join("1" if flag else "0" for flag in flags).split("0") if run]
+    assert runs and all(length == 4 for length in runs[:-1])  # whole takeovers (the episode may end one)
+    assert flags.index(True) >= 4 / 0.25 - 1  # the first whole takeover fits only after 16 watched steps
+
+
 def test_virtual_operator_stops_a_policy_heading_out_of_the_workspace():
     env = make_arm_env("reach")
-    config = load_teleop_config(overrides={"device": "virtual", "virtual": {"reaction_delay": 0, "budget": 1.0}})
+    config = load_teleop_config(overrides={"device": "virtual",
+                                           "virtual": {"reaction_delay": 0, "budget": 1.0, "control_steps": 5}})
     device = make_teleop_device(config)
 
     class Sideways:  # always +y, full speed: into the workspace's side wall

@@ -31,7 +31,7 @@ class VirtualOperatorConfig(CheckedConfig):
     done_distance: float = bounded(0.04, ge=0)  # m: a goal distance this small is never "stuck" (task solved)
     workspace_margin: float = bounded(0.02, ge=0)  # m: a tool target this close to the box's walls is "heading out"
     reaction_delay: int = bounded(3, ge=0)  # steps between deciding to take over and taking over
-    control_steps: int = bounded(20, ge=1)  # m: steps of its own control before it lets go
+    control_steps: int = bounded(30, ge=1)  # m: most steps of its own control before it lets go
     budget: float = bounded(0.15, ge=0, le=1)  # largest fraction of all steps it may drive
     noise: float = bounded(0.1, ge=0)  # std of Gaussian noise on its twist, as a fraction of linear_speed
     seed: int = bounded(0, ge=0)  # of the noise

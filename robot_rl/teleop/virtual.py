@@ -17,11 +17,13 @@ and the training run's intervention source exactly as a gamepad's would. What it
 * it calls the policy **heading out of the workspace** when the tool target the proposed action
   asks for lies within ``workspace_margin`` of the box's side walls or ceiling (the table, the
   floor of the box, is where grasps happen, so it does not count);
-* either way it takes over ``reaction_delay`` steps later, unless that would take the fraction of
-  steps it has driven (over the whole run) above ``budget``; it then holds its deadman and drives
-  with the expert's commands as a twist (capped at ``linear_speed`` / ``angular_speed``, plus
-  Gaussian noise of ``noise · linear_speed`` per axis) for ``control_steps`` (m) steps, or until
-  the budget runs out, and lets go. On the first step of a takeover it reports no gripper target,
+* either way it takes over ``reaction_delay`` steps later, unless a whole takeover of
+  ``control_steps`` would take the fraction of steps it has driven (over the whole run) above
+  ``budget``; it then holds its deadman and drives with the expert's commands as a twist (capped
+  at ``linear_speed`` / ``angular_speed``, plus Gaussian noise of ``noise · linear_speed`` per
+  axis) until the task is solved (goal distance within ``done_distance``) or for ``control_steps``
+  (m) steps, and lets go. A takeover is finished, not cut short by the budget: a person who
+  grabbed the controller completes the grasp, and a fraction of a demonstration teaches little. On the first step of a takeover it reports no gripper target,
   so the safety filter's pick-up rule lets its next target through (the gripper then ramps from
   where the policy left it);
 * with no policy to watch (``proposed`` is None: ``robot-rl teleop``, ``robot-rl record``) it
@@ -166,8 +168,8 @@ class VirtualOperator:
         """Whether it drives this step (updating the takeover state)."""
         if proposed is None:  # nobody else to watch: it is the operator
             return True
-        if self._left > 0:  # driving: carry on for control_steps, unless the budget runs out
-            if not self._within_budget():
+        if self._left > 0:  # driving: like a person, it finishes what it started (solved, or m steps)
+            if self._best <= self.settings.done_distance:
                 self._release()
                 return False
             self._left -= 1
@@ -206,7 +208,8 @@ class VirtualOperator:
         return "leaving_workspace" if outward.any() else None
 
     def _within_budget(self) -> bool:
-        return self.steps_driven + 1 <= self.settings.budget * self.steps_seen
+        """Whether a whole takeover (``control_steps``) would keep the driven share within ``budget``."""
+        return self.steps_driven + self.settings.control_steps <= self.settings.budget * self.steps_seen
 
     def _release(self) -> None:
         """Let go; progress is judged afresh from here (the policy gets ``stuck_steps`` again)."""
