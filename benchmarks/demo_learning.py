@@ -71,15 +71,12 @@ def main() -> int:
                                                               args.preset_utd))
                 for learner in learn.plan_learners(args.learners, protocol, utd=utd, demos=args.demos)]
     demos = learn.record_demos(protocol, args.demos, args.work) if any(l.demos for l in learners) else None
-    outcomes = learn.run_benchmark(protocol, learners, args.work, jobs=args.jobs, nice=args.nice, demos_path=demos,
-                                   demo_episodes=args.demos)
-    header = {**learn.script_header("benchmarks/demo_learning.py", protocol, args.jobs, args.nice), "task": args.task,
+    header = {"task": args.task, "utd": "presets' own" if args.preset_utd else args.utd,
               "demos": {"episodes": args.demos, "path": str(demos) if demos else None,
-                        "given_to": [l.label for l in learners if l.demos]},
-              "utd": "presets' own" if args.preset_utd else args.utd}
-    report = learn.benchmark_report(protocol, learners, outcomes, header, args.out, f"demo_learning_{args.task}",
-                                    f"{ENV_IDS[args.task]} (sparse, {args.demos} demos): every seed, unsmoothed")
-    return learn.print_summaries(report)
+                        "given_to": [l.label for l in learners if l.demos]}}
+    return learn.run_script("benchmarks/demo_learning.py", args, protocol, learners, f"demo_learning_{args.task}",
+                            f"{ENV_IDS[args.task]} (sparse, {args.demos} demos): every seed, unsmoothed",
+                            header=header, demos_path=demos, demo_episodes=args.demos)
 
 
 if __name__ == "__main__":

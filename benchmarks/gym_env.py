@@ -46,14 +46,10 @@ def main() -> int:
     metric = "success" if reports_success else "return"
     learners = learn.plan_learners(args.learners, protocol, goal_env=goal_env)
     learn.check_learners(protocol, learners)
-    jobs = args.jobs or learn.default_jobs(args.torch_threads)
-    outcomes = learn.run_benchmark(protocol, learners, args.work, jobs=jobs, nice=args.nice, metric=metric)
     stem = "gym_env_" + args.env.split("/")[-1].split("-v")[0].lower()
-    header = {**learn.script_header("benchmarks/gym_env.py", protocol, jobs, args.nice),
-              "env_reports_success": reports_success}
-    report = learn.benchmark_report(protocol, learners, outcomes, header, args.out, stem,
-                                    f"{args.env}: robot_rl SAC vs SB3 SAC, every seed, unsmoothed", metric)
-    return learn.print_summaries(report)
+    return learn.run_script("benchmarks/gym_env.py", args, protocol, learners, stem,
+                            f"{args.env}: robot_rl SAC vs SB3 SAC, every seed, unsmoothed",
+                            header={"env_reports_success": reports_success}, metric=metric)
 
 
 if __name__ == "__main__":

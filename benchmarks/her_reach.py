@@ -31,12 +31,8 @@ def main() -> int:
     learners = [learn.Learner(label=label, stem=f"reach_sparse_her_{her['strategy']}_{args.steps}",
                               overrides={"her": her}, description={"learner": "robot-rl train defaults", "her": her})
                 for label, her in VARIANTS.items()]
-    jobs = args.jobs or learn.default_jobs(args.torch_threads)
-    outcomes = learn.run_benchmark(protocol, learners, args.work, jobs=jobs, nice=args.nice)
-    header = {**learn.script_header("benchmarks/her_reach.py", protocol, jobs, args.nice), "task": "reach"}
-    report = learn.benchmark_report(protocol, learners, outcomes, header, args.out, "her_reach",
-                                    "ArmReach-v0 (sparse): SAC with and without HER, every seed")
-    return learn.print_summaries(report)
+    return learn.run_script("benchmarks/her_reach.py", args, protocol, learners, "her_reach",
+                            "ArmReach-v0 (sparse): SAC with and without HER, every seed", header={"task": "reach"})
 
 
 if __name__ == "__main__":

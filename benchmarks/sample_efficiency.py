@@ -32,12 +32,8 @@ def main() -> int:
                               description={"learner": "robot-rl train defaults"}),
                 learn.Learner(label="SB3 SAC (defaults)", stem=f"reach_sb3_{args.steps}", kind="sb3",
                               description={"learner": "Stable-Baselines3 SAC, defaults"})]
-    jobs = args.jobs or learn.default_jobs(args.torch_threads)
-    outcomes = learn.run_benchmark(protocol, learners, args.work, jobs=jobs, nice=args.nice)
-    header = {**learn.script_header("benchmarks/sample_efficiency.py", protocol, jobs, args.nice), "task": "reach"}
-    report = learn.benchmark_report(protocol, learners, outcomes, header, args.out, "sample_efficiency",
-                                    "ArmReach-v0 (dense): every seed, unsmoothed")
-    return learn.print_summaries(report)
+    return learn.run_script("benchmarks/sample_efficiency.py", args, protocol, learners, "sample_efficiency",
+                            "ArmReach-v0 (dense): every seed, unsmoothed", header={"task": "reach"})
 
 
 if __name__ == "__main__":

@@ -928,6 +928,18 @@ def script_header(script: str, protocol: Protocol, jobs: int, nice: int | None) 
             "eval_episodes": protocol.eval_episodes, "seeds": list(protocol.seeds)}
 
 
+def run_script(script: str, args: Any, protocol: Protocol, learners: Sequence[Learner], stem: str, title: str, *,
+               header: Mapping[str, Any] | None = None, metric: str | None = None, **run_options: Any) -> int:
+    """What a script in ``benchmarks/`` does once it has planned its learners: run them
+    (:func:`run_benchmark`, with the script's ``--jobs/--nice/--work`` options), write
+    ``<out>/<stem>.json`` + PNG with :func:`script_header` and ``header``, print the summaries.
+    Returns the script's exit code."""
+    jobs = args.jobs or default_jobs(args.torch_threads)
+    outcomes = run_benchmark(protocol, learners, args.work, jobs=jobs, nice=args.nice, metric=metric, **run_options)
+    header = {**script_header(script, protocol, jobs, args.nice), **(header or {})}
+    return print_summaries(benchmark_report(protocol, learners, outcomes, header, args.out, stem, title, metric))
+
+
 def print_summaries(report: Mapping[str, Any]) -> int:
     """Print each learner's summary; the exit code of a benchmark script (1 if a run failed)."""
     print(json.dumps({name: entry["summary"] for name, entry in report["learners"].items()}, indent=2))
