@@ -291,3 +291,34 @@ def test_dropout16_rate_scale_and_eval():
     assert torch.equal(x.grad, y.detach())  # d(x · mask)/dx = mask
     dropout.eval()
     assert torch.equal(dropout(x), x)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("n,m", [(2, 2), (4, 2)])
+def test_compiled_update_matches_eager(n, m):
+    """agent.compile: the same losses and parameters as the eager update, step after step (float32
+    rounding apart), with the same random draws (actions, REDQ's target subsets) from a seeded run."""
+    def run(compile: bool) -> tuple[list[dict[str, float]], list[torch.Tensor], torch.Tensor]:
+        torch.manual_seed(0)
+        agent = SAC(OBS, ACT, AgentConfig(hidden_sizes=(32, 32), ensemble_size=n, subset_size=m, compile=compile))
+        metrics = [agent.update(batch(32, seed)).scalars() for seed in range(3)]
+        params = [p.detach().clone() for module in (agent.critic, agent.critic_target, agent.actor)
+                  for p in module.parameters()] + [agent.log_alpha.detach().clone()]
+        return metrics, params, torch.randn(1)  # the last: where the generator stands afterwards
+
+    (eager_metrics, eager_params, eager_next), (metrics, params, next_draw) = run(False), run(True)
+    for eager_step, step in zip(eager_metrics, metrics):
+        assert step == pytest.approx(eager_step, rel=1e-5, abs=1e-6)
+    for eager_param, param in zip(eager_params, params):
+        torch.testing.assert_close(param, eager_param, rtol=1e-5, atol=1e-6)
+    assert torch.equal(next_draw, eager_next)
+
+
+def test_compile_is_offered_for_sac_without_dropout_only():
+    from robot_rl.config import ConfigError
+
+    AgentConfig(compile=True, ensemble_size=10, layer_norm=True)
+    with pytest.raises(ConfigError, match="compile"):
+        AgentConfig(algo="td3", compile=True)
+    with pytest.raises(ConfigError, match="compile"):
+        AgentConfig(compile=True, dropout=0.01)

@@ -157,6 +157,7 @@ class OffPolicyAgent(ABC):
         self.critic_target.load_state_dict(self.critic.state_dict())
         self.critic_target.requires_grad_(False)
         self.critic_optimizer = adam(self.critic.parameters(), config.critic_lr, config.weight_decay)
+        self._critic_objective = self.critic_objective  # compiled by learners that offer agent.compile
         self.updates = 0  # critic gradient steps taken
 
     @abstractmethod
@@ -173,10 +174,15 @@ class OffPolicyAgent(ABC):
         """Bootstrapped regression target y, shape ``(B,)`` (``(K, B)`` for a learner whose
         :meth:`critic_loss` regresses on K targets at once, e.g. DDPGfD's 1-step and n-step)."""
 
-    def update_critic(self, batch: TransitionBatch) -> UpdateResult:
-        """One gradient step on Σ_i E[(Q_i(s, a) − y)²] towards :meth:`td_target`."""
+    def critic_objective(self, batch: TransitionBatch) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """:meth:`critic_loss` towards :meth:`td_target`, its per-sample |δ| (or None) and the target."""
         target = self.td_target(batch)
         critic_loss, td_errors = self.critic_loss(batch, target)
+        return critic_loss, td_errors, target
+
+    def update_critic(self, batch: TransitionBatch) -> UpdateResult:
+        """One gradient step on Σ_i E[(Q_i(s, a) − y)²] towards :meth:`td_target`."""
+        critic_loss, td_errors, target = self._critic_objective(batch)
         self.critic_optimizer.zero_grad(set_to_none=True)
         critic_loss.backward()
         self.critic_optimizer.step()

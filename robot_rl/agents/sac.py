@@ -37,6 +37,12 @@ class SAC(OffPolicyAgent):
         self.alpha_optimizer = adam([self.log_alpha], config.alpha_lr)
         self.target_entropy = (config.target_entropy if config.target_entropy is not None
                                else -float(self.action_dim))
+        self._actor_objective = self.actor_objective
+        if config.compile:
+            from robot_rl.agents.compiled import compile_objective  # imports inductor: only when asked
+
+            self._critic_objective = compile_objective(self.critic_objective)
+            self._actor_objective = compile_objective(self.actor_objective)
 
     @property
     def alpha(self) -> torch.Tensor:
@@ -61,20 +67,25 @@ class SAC(OffPolicyAgent):
             result.metrics.update(self.update_actor_and_temperature(batch))
         return result
 
-    def update_actor_and_temperature(self, batch: TransitionBatch) -> dict[str, torch.Tensor]:
+    def actor_objective(self, batch: TransitionBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """L_π, L_α and the entropy estimate −E[log π(ã|s)]."""
         obs = self.encoder(batch.obs)
         action, log_prob = self.actor(obs)
-        self.critic.requires_grad_(False)  # the actor step must not leave gradients on the critics
         q = self.actor_q(self.critic(obs, action))
-        self.critic.requires_grad_(True)
         actor_loss = (self.alpha * log_prob - q).mean()
         alpha_loss = -(self.log_alpha * (log_prob.detach() + self.target_entropy)).mean()
+        return actor_loss, alpha_loss, -log_prob.detach().mean()
+
+    def update_actor_and_temperature(self, batch: TransitionBatch) -> dict[str, torch.Tensor]:
+        self.critic.requires_grad_(False)  # the actor step must not leave gradients on the critics
+        actor_loss, alpha_loss, entropy = self._actor_objective(batch)
+        self.critic.requires_grad_(True)
         self.actor_optimizer.zero_grad(set_to_none=True)
         self.alpha_optimizer.zero_grad(set_to_none=True)
         (actor_loss + alpha_loss).backward()  # disjoint graphs (α and log π detached): one pass serves both
         self.actor_optimizer.step()
         self.alpha_optimizer.step()
-        return {"actor_loss": actor_loss.detach(), "alpha": self.alpha, "entropy": -log_prob.detach().mean()}
+        return {"actor_loss": actor_loss.detach(), "alpha": self.alpha, "entropy": entropy}
 
     def _modules(self) -> dict[str, Any]:
         return {**super()._modules(), "actor": self.actor, "actor_optimizer": self.actor_optimizer,

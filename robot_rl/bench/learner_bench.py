@@ -13,6 +13,9 @@ sides; one update = one critic step, plus the actor (and temperature) step every
 * ``td3``: TD3, 2 critics, policy delay k = 2 (``configs/agents/td3.yaml``);
 * ``sac_n2_item_per_metric``: ``sac_n2`` reading every metric with ``.item()`` after every
   update (the loop before metrics stayed on the device);
+* ``sac_n2_compiled``: ``sac_n2_onednn`` with ``agent.compile`` (the critic and actor
+  objectives under ``torch.compile``, :mod:`robot_rl.agents.compiled`; compiled in the first
+  warm-up, untimed); ``ratios.compile_speedup_sac_n2`` is its rate over ``sac_n2_onednn``;
 * ``sb3_sac``, ``sb3_td3``: Stable-Baselines3 SAC and TD3 (policy delay 2) with the same sizes
   (``model.train(gradient_steps=…)``), when installed.
 
@@ -37,10 +40,12 @@ the figures collapse: OpenMP's waiting worker spins while the other core runs so
 (measured in the same minute: 10 updates/s with the default wait policy, 80 with
 ``OMP_WAIT_POLICY=passive``).
 
-Not offered, because measured slower here: ``torch.compile`` (inductor, torch 2.13 CPU: 78 vs
-100 updates per CPU second for SAC N=2, 38 s to compile) and computing the next actions of
-several minibatches in one actor pass (720 µs per 256 rows for 20 stacked batches vs 520 µs
-one at a time: the stacked activations leave the L2 cache).
+Not offered, because measured slower here: ``torch.compile`` with inductor's default
+partitioner (torch 2.13 CPU: 0.66× eager, see :mod:`robot_rl.agents.compiled`), with
+``mode="max-autotune-no-cudagraphs"`` (no faster than "default" with MKL, and it fails with the
+oneDNN routing) or of the modules alone (1.03×); and computing the next actions of several
+minibatches in one actor pass (720 µs per 256 rows for 20 stacked batches vs 520 µs one at a
+time: the stacked activations leave the L2 cache).
 
 Cases run in turn inside every repeat; ratios are computed per repeat and summarised by their
 median. ``utd_study`` (``--utd``) adds SAC N=2, REDQ N=10 and DroQ at each UTD ratio u with
@@ -86,6 +91,7 @@ class Case:
     hidden: tuple[int, ...] = HIDDEN
     item_per_metric: bool = False
     fp32_matmul: str = "default"  # "onednn": oneDNN's float32 kernels (robot_rl/agents/kernels.py)
+    compile: bool = False  # agent.compile: torch.compile of the update's objectives
     peer: bool = False
 
     def gemms(self) -> dict[str, list[Gemm]]:
@@ -107,6 +113,7 @@ CASES = {
     "sac_n2_item_per_metric": Case(item_per_metric=True),
     "sac_n2_onednn": Case(fp32_matmul="onednn"),
     "redq_n10_m2_onednn": Case(ensemble_size=10, fp32_matmul="onednn"),
+    "sac_n2_compiled": Case(fp32_matmul="onednn", compile=True),
     "sb3_sac": Case(peer=True),
     "sb3_td3": Case(algo="td3", actor_update_interval=2, peer=True),
 }
@@ -137,7 +144,7 @@ def ours(ensemble_size: int = 2, subset_size: int = 2, device: str = "cpu", acto
     config = AgentConfig(algo=case.algo, ensemble_size=case.ensemble_size, subset_size=case.subset_size,
                          hidden_sizes=case.hidden, batch_size=BATCH, device=device,
                          actor_update_interval=case.actor_update_interval, layer_norm=case.layer_norm,
-                         dropout=case.dropout, fp32_matmul=case.fp32_matmul)
+                         dropout=case.dropout, fp32_matmul=case.fp32_matmul, compile=case.compile)
     agent = make_agent(obs_space, action_space, config)
     rng = np.random.default_rng(0)
     replay = _replay(rng, device)
@@ -366,6 +373,8 @@ def run_learner_benchmark(repeats: int = 5, seconds: float = 3.0, device: str = 
         ratios["onednn_speedup_sac_n2"] = _median_ratio(raw["sac_n2_onednn"], raw["sac_n2"])
         ratios["onednn_speedup_redq_n10_m2"] = _median_ratio(raw["redq_n10_m2_onednn"], raw["redq_n10_m2"])
         ratios["redq_cost_vs_sac_n2_onednn"] = _median_ratio(raw["sac_n2_onednn"], raw["redq_n10_m2_onednn"])
+        ratios["compile_speedup_sac_n2"] = _median_ratio(raw["sac_n2_compiled"], raw["sac_n2_onednn"])
+        ratios["compile_speedup_sac_n2_cpu"] = _median_ratio(raw_cpu["sac_n2_compiled"], raw_cpu["sac_n2_onednn"])
         if "sb3_sac" in raw:
             ratios["sac_n2_onednn_vs_sb3"] = _median_ratio(raw["sac_n2_onednn"], raw["sb3_sac"])
     result: dict[str, Any] = {
