@@ -108,6 +108,9 @@ def main() -> int:
                         help="teleop.virtual.reaction_delay (steps)")
     parser.add_argument("--noise", type=float, default=defaults.noise,
                         help="teleop.virtual.noise (fraction of linear_speed)")
+    parser.add_argument("--linear-speed", type=float, default=0.3,
+                        help="teleop.linear_speed, m/s (default 0.3: the policy's own top speed at 10 Hz, "
+                             "3 cm per step; at the device default of 0.15 a takeover cannot finish a lift)")
     args = parser.parse_args()
     operator = {"stuck_steps": args.stuck_steps, "control_steps": args.control_steps,
                 "reaction_delay": args.reaction_delay, "budget": args.budget, "noise": args.noise}
@@ -122,9 +125,11 @@ def main() -> int:
                               preset=args.learner, description={"learner": f"preset {args.learner}", "teleop": None})
         assisted = learn.Learner(
             label=f"{args.learner} + virtual operator",
-            stem=f"interventions_{task}_{args.learner}_virtual_{learn.digest(operator)}_{args.steps}",
-            preset=args.learner, overrides={"teleop": {"device": "virtual", "virtual": operator}},
+            stem=f"interventions_{task}_{args.learner}_virtual_"
+                 f"{learn.digest({**operator, 'linear_speed': args.linear_speed})}_{args.steps}",
+            preset=args.learner, overrides={"teleop": {"device": "virtual", "linear_speed": args.linear_speed, "virtual": operator}},
             description={"learner": f"preset {args.learner}", "teleop": "virtual", "virtual": operator,
+                         "linear_speed": args.linear_speed,
                          "demos_ratio": 0.5})
         learners = [alone, assisted]
         outcomes = learn.run_benchmark(protocol, learners, args.work, jobs=jobs, nice=args.nice)

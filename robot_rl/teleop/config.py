@@ -26,12 +26,12 @@ class VirtualOperatorConfig(CheckedConfig):
     """The ``virtual`` device: a scripted operator that watches the policy and takes over the way
     people do (:mod:`robot_rl.teleop.virtual`). Steps are control steps."""
 
-    stuck_steps: int = bounded(15, ge=1)  # k: no progress towards the goal for this many steps → take over
+    stuck_steps: int = bounded(5, ge=1)  # k: no progress towards the goal for this many steps → take over
     progress_tolerance: float = bounded(0.005, ge=0)  # m: what counts as progress on the goal distance
     done_distance: float = bounded(0.04, ge=0)  # m: a goal distance this small is never "stuck" (task solved)
     workspace_margin: float = bounded(0.02, ge=0)  # m: a tool target this close to the box's walls is "heading out"
-    reaction_delay: int = bounded(3, ge=0)  # steps between deciding to take over and taking over
-    control_steps: int = bounded(30, ge=1)  # m: most steps of its own control before it lets go
+    reaction_delay: int = bounded(2, ge=0)  # steps between deciding to take over and taking over
+    control_steps: int = bounded(40, ge=1)  # m: steps of its own control before it lets go
     budget: float = bounded(0.15, ge=0, le=1)  # largest fraction of all steps it may drive
     noise: float = bounded(0.1, ge=0)  # std of Gaussian noise on its twist, as a fraction of linear_speed
     seed: int = bounded(0, ge=0)  # of the noise

@@ -18,11 +18,12 @@ and the training run's intervention source exactly as a gamepad's would. What it
   asks for lies within ``workspace_margin`` of the box's side walls or ceiling (the table, the
   floor of the box, is where grasps happen, so it does not count);
 * either way it takes over ``reaction_delay`` steps later, unless a whole takeover of
-  ``control_steps`` would take the fraction of steps it has driven (over the whole run) above
-  ``budget``; it then holds its deadman and drives with the expert's commands as a twist (capped
+  ``control_steps`` would take the fraction of steps it has driven (over the whole run, this
+  episode counted in full) above ``budget``; it only watches episodes that start with room for a
+  whole takeover, so takeovers come early in an episode; it then holds its deadman and drives with the expert's commands as a twist (capped
   at ``linear_speed`` / ``angular_speed``, plus Gaussian noise of ``noise · linear_speed`` per
-  axis) until the task is solved (goal distance within ``done_distance``) or for ``control_steps``
-  (m) steps, and lets go. A takeover is finished, not cut short by the budget: a person who
+  axis) for ``control_steps`` (m) steps, and lets go (letting go as soon as the goal distance is
+  small let go of a lift 2 cm below the success height, where the policy then dropped the cube). A takeover is finished, not cut short by the budget: a person who
   grabbed the controller completes the grasp, and a fraction of a demonstration teaches little. On the first step of a takeover it reports no gripper target,
   so the safety filter's pick-up rule lets its next target through (the gripper then ramps from
   where the policy left it);
@@ -90,6 +91,7 @@ class VirtualOperator:
         self._clock = clock
         self._rng = np.random.default_rng(self.settings.seed)
         self._expert: Any = None
+        self._episode_steps = 0  # the env's episode length, known once attached
         self._command = TeleopCommand.idle(clock())
         self.closed = False
         self.steps_seen = 0  # every observed step of the run
@@ -112,6 +114,7 @@ class VirtualOperator:
         if task not in GOAL_DISTANCES:
             raise ValueError(f"the virtual operator knows the tasks {sorted(GOAL_DISTANCES)}, not {task!r}")
         self._expert = make_expert(env)
+        self._episode_steps = int(base.config.task.max_episode_steps)
         self._distance = GOAL_DISTANCES[task]
         self._dt = float(base.dt)
         self._position_scale = control.position_scale
@@ -126,6 +129,10 @@ class VirtualOperator:
             self._expert.reset()
         self._best = np.inf
         self._since_progress = 0
+        # Like a person with limited time, it watches whole episodes: those in which a whole takeover
+        # fits the budget (counting this episode's steps), so takeovers come early, when they can finish.
+        self._steps_at_start = self.steps_seen
+        self._on_watch = self._within_budget()
         self._pending: int | None = None  # steps until a decided takeover happens
         self._left = 0  # steps of control left
         self._first = True  # the next step it drives is the first of a takeover: no gripper target yet
@@ -168,14 +175,13 @@ class VirtualOperator:
         """Whether it drives this step (updating the takeover state)."""
         if proposed is None:  # nobody else to watch: it is the operator
             return True
-        if self._left > 0:  # driving: like a person, it finishes what it started (solved, or m steps)
-            if self._best <= self.settings.done_distance:
-                self._release()
-                return False
+        if self._left > 0:  # driving: like a person, it finishes what it started (m steps)
             self._left -= 1
             if self._left == 0:
                 self._release()
             return True
+        if not self._on_watch:
+            return False
         if self._pending is None:
             reason = self._trouble(observation, proposed)
             if reason is not None:
@@ -208,8 +214,10 @@ class VirtualOperator:
         return "leaving_workspace" if outward.any() else None
 
     def _within_budget(self) -> bool:
-        """Whether a whole takeover (``control_steps``) would keep the driven share within ``budget``."""
-        return self.steps_driven + self.settings.control_steps <= self.settings.budget * self.steps_seen
+        """Whether a whole takeover (``control_steps``) keeps the driven share within ``budget`` once
+        this episode has run its full length."""
+        steps = self._steps_at_start + self._episode_steps
+        return self.steps_driven + self.settings.control_steps <= self.settings.budget * steps
 
     def _release(self) -> None:
         """Let go; progress is judged afresh from here (the policy gets ``stuck_steps`` again)."""
