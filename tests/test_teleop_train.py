@@ -265,23 +265,28 @@ def test_record_teleop_writes_labelled_human_episodes(tmp_path, operator, capsys
 
 
 # --------------------------------------------------------------------------- the virtual operator
-class Still:  # a policy that never moves: stuck
+class Constant:
+    """A policy that always proposes the same action."""
+
     source = "policy"
+
+    def __init__(self, action: list[float]) -> None:
+        self.action = np.array(action, np.float32)
 
     def reset(self) -> None:
         pass
 
     def act(self, observation):
-        return np.zeros(4, np.float32)
+        return self.action
 
 
-def _watch_still_policy(settings: dict) -> tuple[InterventionSource, Any]:
-    """One lift episode of the ``virtual`` operator (``settings``) watching a policy that never moves."""
-    env = make_arm_env("lift")
+def _watch(task: str, policy: Constant, settings: dict) -> tuple[InterventionSource, Any]:
+    """One episode of ``task`` with the ``virtual`` operator (``settings``) watching ``policy``."""
+    env = make_arm_env(task)
     config = load_teleop_config(overrides={"device": "virtual", "virtual": {"noise": 0.0, **settings}})
     device = make_teleop_device(config)
     try:
-        source = InterventionSource(Still(), TeleopActionSource(device, config, env))
+        source = InterventionSource(policy, TeleopActionSource(device, config, env))
         run_episode(env, source, seed=0)
     finally:
         device.close()
@@ -289,8 +294,11 @@ def _watch_still_policy(settings: dict) -> tuple[InterventionSource, Any]:
     return source, device
 
 
+STILL = [0.0, 0.0, 0.0, 0.0]  # never moves: stuck
+
+
 def test_virtual_operator_takes_over_a_stuck_policy_with_delay_and_release():
-    source, device = _watch_still_policy({"stuck_steps": 5, "reaction_delay": 2, "control_steps": 6, "budget": 1.0})
+    source, device = _watch("lift", Constant(STILL), {"stuck_steps": 5, "reaction_delay": 2, "control_steps": 6, "budget": 1.0})
     flags = source.flags
     first = flags.index(True)
     # Stuck after 5 steps without progress (counted from the first step), then 2 steps of reaction delay.
@@ -302,7 +310,7 @@ def test_virtual_operator_takes_over_a_stuck_policy_with_delay_and_release():
 
 def test_virtual_operator_budget_caps_whole_takeovers():
     """A takeover starts only if all of it fits the budget, and is then finished, never cut short."""
-    source, device = _watch_still_policy({"stuck_steps": 2, "reaction_delay": 0, "control_steps": 4, "budget": 0.25})
+    source, device = _watch("lift", Constant(STILL), {"stuck_steps": 2, "reaction_delay": 0, "control_steps": 4, "budget": 0.25})
     flags = source.flags
     assert 0 < sum(flags) <= 0.25 * len(flags) and device.fraction_driven <= 0.25
     runs = [len(run) for run in "".join("1" if flag else "0" for flag in flags).split("0") if run]
@@ -311,26 +319,8 @@ def test_virtual_operator_budget_caps_whole_takeovers():
 
 
 def test_virtual_operator_stops_a_policy_heading_out_of_the_workspace():
-    env = make_arm_env("reach")
-    config = load_teleop_config(overrides={"device": "virtual",
-                                           "virtual": {"reaction_delay": 0, "budget": 1.0, "control_steps": 5}})
-    device = make_teleop_device(config)
-
-    class Sideways:  # always +y, full speed: into the workspace's side wall
-        source = "policy"
-
-        def reset(self) -> None:
-            pass
-
-        def act(self, observation):
-            return np.array([0.0, 1.0, 0.0, 0.0], np.float32)
-
-    try:
-        source = InterventionSource(Sideways(), TeleopActionSource(device, config, env))
-        run_episode(env, source, seed=0)
-    finally:
-        device.close()
-        env.close()
+    sideways = Constant([0.0, 1.0, 0.0, 0.0])  # always +y, full speed: into the workspace's side wall
+    source, device = _watch("reach", sideways, {"reaction_delay": 0, "budget": 1.0, "control_steps": 5})
     assert device.takeover_reasons["leaving_workspace"] >= 1 and any(source.flags)
 
 
