@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import shlex
 import statistics
 import sys
 from pathlib import Path
@@ -133,10 +132,7 @@ def main() -> int:
                          "demos_ratio": 0.5})
         learners = [alone, assisted]
         outcomes = learn.run_benchmark(protocol, learners, args.work, jobs=jobs, nice=args.nice)
-        header = {"command": shlex.join(["python", "benchmarks/interventions.py", *sys.argv[1:]]),
-                  "machine": learn.machine_info(args.torch_threads, jobs, args.nice), "task": task,
-                  "env": protocol.env_label(), "budget_env_steps": args.steps, "seeds": args.seeds,
-                  "eval_every": args.eval_every, "eval_episodes": args.eval_episodes}
+        header = {**learn.script_header("benchmarks/interventions.py", protocol, jobs, args.nice), "task": task}
         stem = f"interventions_{task}"
         report = learn.benchmark_report(protocol, learners, outcomes, header, args.out, stem,
                                         f"{protocol.env_label()}: {args.learner} with and without the virtual operator")
