@@ -65,7 +65,7 @@ class AWAC(SAC):
 
     def update_actor_and_temperature(self, batch: TransitionBatch) -> dict[str, torch.Tensor]:
         """One step on L_π = E[α log π(ã|s)] − (1/B) Σ_b w_b log π(a_b|s_b); α is fixed (see module doc)."""
-        obs = self.encoder(batch.obs)
+        obs = self.actor_features(batch.obs)
         policy_action, policy_log_prob = self.actor(obs)
         advantage = self.advantage(obs, batch.action, policy_action)
         weights = advantage_weights(advantage, self.config.awac_lambda, self.config.awac_max_weight)

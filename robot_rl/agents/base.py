@@ -11,7 +11,7 @@ import torch
 from gymnasium import spaces
 from torch import nn
 
-from robot_rl.agents.config import AgentConfig
+from robot_rl.agents.config import AgentConfig, EncoderConfig
 from robot_rl.agents.kernels import set_fp32_matmul
 from robot_rl.agents.networks import EnsembleQ
 
@@ -67,31 +67,53 @@ class UpdateResult:
 
 
 class ObservationEncoder(nn.Module):
-    """Concatenate the vector entries of a ``Dict`` observation (sorted keys, images skipped),
-    the same layout as :class:`robot_rl.envs.FlattenState`."""
+    """Observation → the feature vector learners' networks read, ``(B, dim)``.
 
-    def __init__(self, observation_space: spaces.Space) -> None:
+    The vector entries of a ``Dict`` observation are concatenated (sorted keys, the layout of
+    :class:`robot_rl.envs.FlattenState`); ``image_<camera>`` entries are skipped unless
+    ``config.mode`` is ``finetune``, in which case a trainable
+    :class:`~robot_rl.vision.encoders.ImageEncoder` turns them into features appended after the
+    vectors (with DrQ's random shift when ``augment``). :attr:`keys` lists every entry it reads.
+    """
+
+    def __init__(self, observation_space: spaces.Space, config: EncoderConfig = EncoderConfig()) -> None:
         super().__init__()
+        self.images: nn.Module | None = None
         if isinstance(observation_space, spaces.Dict):
-            self.keys = sorted(k for k in observation_space.spaces if not k.startswith("image_"))
-            self.dim = int(sum(np.prod(observation_space[k].shape) for k in self.keys))
+            self.vector_keys = sorted(k for k in observation_space.spaces if not k.startswith("image_"))
+            self.dim = int(sum(np.prod(observation_space[k].shape) for k in self.vector_keys))
+            if config.mode == "finetune":
+                from robot_rl.vision.encoders import trainable_encoder  # torch vision code only when asked
+
+                self.images = trainable_encoder(observation_space, config)
+                self.dim += self.images.spec.output_dim
         elif isinstance(observation_space, spaces.Box):
-            self.keys = []
+            if config.mode == "finetune":
+                raise ValueError("encoder.mode finetune needs a Dict observation with image_<camera> entries")
+            self.vector_keys = []
             self.dim = int(np.prod(observation_space.shape))
         else:
             raise TypeError(f"unsupported observation space {observation_space}")
+        self.keys = [*self.vector_keys, *(self.images.spec.cameras if self.images is not None else ())]
 
-    def forward(self, obs: Mapping[str, torch.Tensor] | torch.Tensor) -> torch.Tensor:
+    def forward(self, obs: Mapping[str, torch.Tensor] | torch.Tensor, augment: bool = True) -> torch.Tensor:
         if not self.keys:
             return obs.flatten(1)
-        return torch.cat([obs[k].flatten(1) for k in self.keys], dim=-1)
+        features = [obs[k].flatten(1) for k in self.vector_keys]
+        if self.images is not None:
+            features.append(self.images(obs, augment=augment))
+        return torch.cat(features, dim=-1)
 
     def batch_from_numpy(self, obs: Mapping[str, np.ndarray] | np.ndarray, device: torch.device) -> torch.Tensor:
-        """One unbatched observation → ``(1, dim)`` float tensor."""
+        """Features ``(1, dim)`` of one unbatched observation (never augmented)."""
         if not self.keys:
             return torch.as_tensor(np.asarray(obs, dtype=np.float32), device=device).reshape(1, -1)
-        flat = np.concatenate([np.asarray(obs[k], dtype=np.float32).ravel() for k in self.keys])
-        return torch.as_tensor(flat, device=device).unsqueeze(0)
+        flat = np.concatenate([np.asarray(obs[k], dtype=np.float32).ravel() for k in self.vector_keys])
+        vectors = torch.as_tensor(flat, device=device).unsqueeze(0)
+        if self.images is None:
+            return vectors
+        frames = {key: torch.as_tensor(np.asarray(obs[key]), device=device).unsqueeze(0) for key in self.images.spec.cameras}
+        return torch.cat([vectors, self.images(frames, augment=False)], dim=-1)
 
 
 def adam(params, lr: float, weight_decay: float = 0.0) -> torch.optim.Adam:
@@ -145,7 +167,7 @@ class OffPolicyAgent(ABC):
         self.device = torch.device(config.device)
         if self.device.type == "cpu":
             set_fp32_matmul(config.fp32_matmul)  # process-wide; oneDNN only where it keeps float32 accuracy
-        self.encoder = ObservationEncoder(observation_space)
+        self.encoder = ObservationEncoder(observation_space, config.encoder).to(self.device)
         self.obs_dim = self.encoder.dim
         self.action_dim = int(np.prod(action_space.shape))
         def make_critic() -> EnsembleQ:
@@ -156,7 +178,9 @@ class OffPolicyAgent(ABC):
         self.critic, self.critic_target = make_critic(), make_critic()
         self.critic_target.load_state_dict(self.critic.state_dict())
         self.critic_target.requires_grad_(False)
-        self.critic_optimizer = adam(self.critic.parameters(), config.critic_lr, config.weight_decay)
+        # a trainable image encoder learns from the critic's loss only (DrQ, SERL)
+        self.critic_optimizer = adam([*self.critic.parameters(), *self.encoder.parameters()], config.critic_lr,
+                                     config.weight_decay)
         self._critic_objective = self.critic_objective  # compiled by learners that offer agent.compile
         self.updates = 0  # critic gradient steps taken
 
@@ -179,6 +203,16 @@ class OffPolicyAgent(ABC):
         target = self.td_target(batch)
         critic_loss, td_errors = self.critic_loss(batch, target)
         return critic_loss, td_errors, target
+
+    def actor_features(self, obs: Mapping[str, torch.Tensor] | torch.Tensor) -> torch.Tensor:
+        """Encoded ``obs`` for the actor's objective, without gradient into the encoder: only the
+        critic trains a trainable image encoder (DrQ, SERL)."""
+        return self.encoder(obs).detach()
+
+    @property
+    def input_keys(self) -> list[str]:
+        """The observation entries the learner reads (a replay need keep no others)."""
+        return list(self.encoder.keys)
 
     def update_critic(self, batch: TransitionBatch) -> UpdateResult:
         """One gradient step on Σ_i E[(Q_i(s, a) − y)²] towards :meth:`td_target`."""
@@ -205,7 +239,10 @@ class OffPolicyAgent(ABC):
 
     def _modules(self) -> dict[str, Any]:
         """Everything with a state_dict, by name (extended by subclasses)."""
-        return {"critic": self.critic, "critic_target": self.critic_target, "critic_optimizer": self.critic_optimizer}
+        modules = {"critic": self.critic, "critic_target": self.critic_target, "critic_optimizer": self.critic_optimizer}
+        if self.encoder.images is not None:
+            modules["encoder"] = self.encoder
+        return modules
 
     def state_dict(self) -> dict[str, Any]:
         state = {name: module.state_dict() for name, module in self._modules().items()}

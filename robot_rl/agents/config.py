@@ -9,7 +9,7 @@ on this machine needs torch, so :func:`device_problem` is asked when a run's con
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from robot_rl.config import CheckedConfig, FieldError, bounded
@@ -38,6 +38,38 @@ def device_problem(device: str) -> str | None:
     if kind == "mps" and not torch.backends.mps.is_available():
         return f"{device!r} is not available on this machine"
     return None
+
+
+@dataclass(frozen=True)
+class EncoderConfig(CheckedConfig):
+    """How a learner sees ``image_<camera>`` observations (robot_rl/vision).
+
+    ``none``: it does not (images are recorded, not learned from). ``frozen``: the encoder file
+    ``weights`` runs once per frame as the env produces it and the learner reads its features
+    (``camera_features``) like state: updates cost what state updates cost, the affordable mode
+    on a CPU. ``finetune``: the learner owns an encoder, trained by the critic's loss only
+    (DrQ/SERL; the actor reads its features without gradient), with DrQ's random shift of
+    ``augment_pad`` pixels; it starts from ``weights`` when given, or from a torchvision-layout
+    ResNet state dict in ``resnet_weights`` (trunk resnet10/resnet18), else from scratch.
+    """
+
+    mode: Literal["none", "frozen", "finetune"] = "none"
+    weights: str = ""  # encoder file (robot-rl encoder pretrain)
+    resnet_weights: str = ""  # a local torchvision ResNet state dict (nothing is downloaded)
+    # architecture of a finetune encoder made here (a weights file brings its own)
+    trunk: Literal["conv", "resnet10", "resnet18"] = "conv"
+    pool: Literal["spatial_softmax", "spatial_embedding", "flatten"] = "spatial_softmax"
+    channels: int = bounded(32, ge=1)
+    strided_layers: int = bounded(2, ge=0)
+    feature_dim: int = bounded(64, ge=1)  # per camera
+    augment_pad: int = bounded(4, ge=0)  # DrQ random shift in pixels (0: off)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.mode == "frozen" and not self.weights:
+            raise FieldError("weights", "encoder.mode frozen needs an encoder file (robot-rl encoder pretrain --out FILE)")
+        if self.resnet_weights and self.trunk == "conv":
+            raise FieldError("resnet_weights", "needs trunk resnet10 or resnet18")
 
 
 @dataclass(frozen=True)
@@ -96,6 +128,7 @@ class AgentConfig(CheckedConfig):
     # for SAC N=2 on this project's benchmark machine, after 15-20 s of compilation at the first
     # update (2-3 s once inductor's disk cache holds the graphs)
     compile: bool = False
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -104,6 +137,8 @@ class AgentConfig(CheckedConfig):
                              f"must be in 1..ensemble_size ({self.ensemble_size}), got {self.subset_size}")
         if self.compile and self.algo != "sac":
             raise FieldError("compile", f"only SAC compiles its update, not {self.algo!r}")
+        if self.compile and self.encoder.mode == "finetune":
+            raise FieldError("compile", "not with encoder.mode finetune")
         if self.compile and self.dropout > 0:  # Dropout16's in-place random_ breaks the traced graph
             raise FieldError("compile", "not with dropout > 0 (DroQ)")
         if not DEVICE_PATTERN.fullmatch(self.device):  # whether it exists: device_problem, at load

@@ -84,7 +84,7 @@ class DDPGfD(TD3):
 
     def actor_loss(self, batch: TransitionBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """−mean_b Q_1(s, μ(s)) + λ_bc · L_BC; Q_1 of μ(s) and of the batch action in one pass."""
-        obs = self.encoder(batch.obs)
+        obs = self.actor_features(batch.obs)
         policy_action = self.actor(obs)
         q_policy, q_data = self.critic(obs.repeat(2, 1), torch.cat([policy_action, batch.action]), Q1)[0].chunk(2)
         keep = q_data > q_policy if self.config.q_filter else torch.ones_like(batch.is_demo)

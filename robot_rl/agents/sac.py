@@ -69,7 +69,7 @@ class SAC(OffPolicyAgent):
 
     def actor_objective(self, batch: TransitionBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """L_π, L_α and the entropy estimate −E[log π(ã|s)]."""
-        obs = self.encoder(batch.obs)
+        obs = self.actor_features(batch.obs)
         action, log_prob = self.actor(obs)
         q = self.actor_q(self.critic(obs, action))
         actor_loss = (self.alpha * log_prob - q).mean()

@@ -72,7 +72,7 @@ class TD3(OffPolicyAgent):
 
     def actor_loss(self, batch: TransitionBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """L_μ = −E[Q_1(s, μ(s))] and extra metrics (none here)."""
-        obs = self.encoder(batch.obs)
+        obs = self.actor_features(batch.obs)
         return -self.critic(obs, self.actor(obs), Q1)[0].mean(), {}  # only Q_1 is evaluated
 
     def _modules(self) -> dict[str, Any]:

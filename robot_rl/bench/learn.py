@@ -459,6 +459,7 @@ def run_sb3(spec: Mapping[str, Any], torch_threads: int = 1) -> dict[str, Any]:
     """Stable-Baselines3 SAC at its defaults (``sb3_her``: + ``HerReplayBuffer``, 4 sampled
     goals, on the goal observation), evaluated like our learners."""
     import torch
+    from gymnasium.spaces import Dict
     from stable_baselines3 import SAC
     from stable_baselines3.common.callbacks import BaseCallback
 
@@ -499,8 +500,9 @@ def run_sb3(spec: Mapping[str, Any], torch_threads: int = 1) -> dict[str, Any]:
         kwargs = {"replay_buffer_class": HerReplayBuffer,
                   "replay_buffer_kwargs": {"n_sampled_goal": 4, "goal_selection_strategy": spec["her_strategy"],
                                            "copy_info_dict": dense}}  # dense rewards read the info dict
-    model = SAC("MultiInputPolicy" if goal else "MlpPolicy", env, seed=int(spec["seed"]), device="cpu", verbose=0,
-                **kwargs)
+    # Dict observations: goal dicts, or a state vector beside camera images (SB3's CNN per camera)
+    policy = "MultiInputPolicy" if isinstance(env.observation_space, Dict) else "MlpPolicy"
+    model = SAC(policy, env, seed=int(spec["seed"]), device="cpu", verbose=0, **kwargs)
     start = time.perf_counter()
     model.learn(total_timesteps=int(spec["steps"]), callback=Evaluate())
     wall = time.perf_counter() - start

@@ -19,6 +19,7 @@ from robot_rl import __version__
 from robot_rl.cli.bench import add_bench_parser
 from robot_rl.cli.bridge import add_bridge_parser
 from robot_rl.cli.data import add_data_parser
+from robot_rl.cli.encoder import add_encoder_parser
 from robot_rl.cli.errors import DEBUG_ENV, run_reported
 from robot_rl.cli.record import add_record_parser
 from robot_rl.cli.sim import add_sim_parser
@@ -27,7 +28,7 @@ from robot_rl.cli.train import add_train_parser
 
 GROUPS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     add_train_parser, add_record_parser, add_data_parser, add_sim_parser, add_bridge_parser, add_bench_parser,
-    add_teleop_parser)
+    add_teleop_parser, add_encoder_parser)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,7 +19,7 @@ import os
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -79,11 +79,35 @@ def env_identity(env: Any) -> tuple[str, float]:
     return config.task.name, float(config.control.control_hz)
 
 
+class DerivedFeature(Protocol):
+    """An observation entry computed from others, batched: ``inputs`` → ``(N, ...)`` array."""
+
+    inputs: tuple[str, ...]
+
+    def __call__(self, arrays: Mapping[str, np.ndarray]) -> np.ndarray: ...
+
+
+def derived_features(env: Any) -> Mapping[str, DerivedFeature]:
+    """The observation entries a wrapper of ``env`` computes from other entries (its
+    ``derived_features`` attribute, e.g. :class:`robot_rl.vision.features.CameraFeatures`); empty
+    when no wrapper has any."""
+    getter = getattr(env, "get_wrapper_attr", None)
+    try:
+        return getter("derived_features") if getter is not None else {}
+    except AttributeError:
+        return {}
+
+
 def spec_differences(store: EpisodeStore, env: Any, rename: Mapping[str, str] | None = None) -> list[str]:
     """Every way the store's features (after ``rename``) and control rate differ from the env
-    (an ``ArmEnv``, possibly wrapped), one readable sentence each; empty when they fit."""
+    (an ``ArmEnv``, possibly wrapped), one readable sentence each; empty when they fit. A
+    derived feature (:func:`derived_features`) the store lacks is no difference when the store
+    has its inputs: loading computes it."""
     have = renamed_features(store, rename)
     want = features_from_spaces(env.observation_space, env.action_space)
+    computable = {key for key, derive in derived_features(env).items()
+                  if key not in have and all(name in have for name in derive.inputs)}
+    want = {name: spec for name, spec in want.items() if name not in computable}
     optional = {name for name, spec in OPTIONAL_STEP_FEATURES.items() if have.get(name, spec) == spec}
     have = {name: spec for name, spec in have.items() if name not in optional}
     want = {name: spec for name, spec in want.items() if name not in optional}
@@ -138,13 +162,16 @@ def load_demonstrations(
     rename: Mapping[str, str] | None = None,
     capacity: int | None = None,
     device: str = "cpu",
+    obs_keys: Sequence[str] | None = None,
 ) -> ReplayBuffer:
     """A :class:`~robot_rl.data.ReplayBuffer` holding the episodes of one or several datasets,
     each checked with :func:`check_compatible` against ``env`` (``rename`` applies to all).
 
     Episodes are loaded in the order of ``paths``; ``capacity`` (steps, default: all of them)
     keeps the most recent ones that fit, as :meth:`ReplayBuffer.from_store` does. The buffer's
-    features are the env's, so it mixes with an online buffer in a ``MixtureSampler``.
+    features are the env's (``obs_keys`` of them, default all), so it mixes with an online buffer
+    in a ``MixtureSampler``; derived features a dataset lacks (:func:`derived_features`, e.g.
+    frozen camera features) are computed from its images as it loads.
     """
     from robot_rl.data.replay import ReplayBuffer
 
@@ -156,17 +183,19 @@ def load_demonstrations(
         for store in stores:
             check_compatible(store, env, rename)
         view = _RenamedStores(stores, env, rename or {})
-        return ReplayBuffer.from_store(view, capacity=capacity, obs_keys=view.obs_keys, device=device)
+        return ReplayBuffer.from_store(view, capacity=capacity, obs_keys=obs_keys or view.obs_keys, device=device)
 
 
 class _RenamedStores:
-    """Several read-only stores seen as one, under env feature names: the part of the
-    :class:`EpisodeStore` reading interface that :meth:`ReplayBuffer.from_store` uses."""
+    """Several read-only stores seen as one, under env feature names, with the env's derived
+    features computed where a store lacks them: the part of the :class:`EpisodeStore` reading
+    interface that :meth:`ReplayBuffer.from_store` uses."""
 
     def __init__(self, stores: Sequence[EpisodeStore], env: Any, rename: Mapping[str, str]) -> None:
         self._stores = list(stores)
         # Per store, the entries of ``rename`` it needs (dataset name → env name).
         self._renames = [{old: new for old, new in rename.items() if old in store.features} for store in self._stores]
+        self._derived = derived_features(env)
         self.features = features_from_spaces(env.observation_space, env.action_space)
         self.obs_keys = tuple(env.observation_space.spaces)
         lengths = np.concatenate([store.episodes["length"] for store in self._stores])
@@ -189,13 +218,30 @@ class _RenamedStores:
         parts = []
         for store, local, rename in self._runs(episodes):
             dataset_name = {new: old for old, new in rename.items()}
-            part = store.load([dataset_name.get(name, name) for name in features], local)
-            parts.append({rename.get(name, name): values for name, values in part.items()})
+            derive = self._missing_derived(store, rename, features)
+            names = {dataset_name.get(name, name) for name in features if name not in derive}
+            names |= {dataset_name.get(name, name) for key in derive for name in self._derived[key].inputs}
+            part = {rename.get(name, name): values for name, values in store.load(sorted(names), local).items()}
+            parts.append(self._with_derived(part, derive, features))
         return _concatenate(parts)
 
     def final_obs(self, episodes: Sequence[int] | np.ndarray) -> dict[str, np.ndarray]:
-        return _concatenate([{rename.get(key, key): values for key, values in store.final_obs(local).items()}
-                             for store, local, rename in self._runs(episodes)])
+        parts = []
+        for store, local, rename in self._runs(episodes):
+            part = {rename.get(key, key): values for key, values in store.final_obs(local).items()}
+            derive = self._missing_derived(store, rename, self.obs_keys)
+            parts.append(self._with_derived(part, derive, [*part, *derive]))
+        return _concatenate(parts)
+
+    def _missing_derived(self, store: EpisodeStore, rename: Mapping[str, str], wanted: Sequence[str]) -> list[str]:
+        """The derived features among ``wanted`` that ``store`` lacks (under env names)."""
+        have = {rename.get(name, name) for name in store.features}
+        return [key for key in self._derived if key in wanted and key not in have]
+
+    def _with_derived(self, part: dict[str, np.ndarray], derive: Sequence[str], keep: Sequence[str]) -> dict[str, np.ndarray]:
+        """``part`` plus the ``derive`` features computed from it, restricted to ``keep``."""
+        computed = {key: self._derived[key](part) for key in derive}
+        return {name: values for name, values in {**part, **computed}.items() if name in keep}
 
 
 def _concatenate(parts: Sequence[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:

@@ -22,8 +22,9 @@ so at every step (``run_episode`` counts such steps per episode).
 
 Observation: a ``Dict`` of float32 vectors (``joint_pos``, ``joint_vel``, ``ee_pos``,
 ``ee_quat`` (w, x, y, z), ``gripper_width`` and the task's keys) plus ``image_<camera>``
-uint8 (H, W, 3) arrays when ``observation.images`` is on. ``FlattenState`` turns the vectors
-into one vector for learners that want it.
+uint8 (H, W, 3) arrays when ``observation.images`` is on. ``observation.privileged: false``
+leaves out the task's ``privileged_keys`` (object poses), which no real arm reports. ``FlattenState``
+turns the vectors into one vector for learners that want it.
 """
 
 from __future__ import annotations
@@ -93,8 +94,10 @@ class ArmEnv(gym.Env):
             "ee_quat": spaces.Box(-1.0, 1.0, shape=(4,), dtype=np.float32),
             "gripper_width": spaces.Box(0.0, spec.gripper_max_width, shape=(1,), dtype=np.float32),
         }
-        vectors.update(self.task.observation_space())
         obs_cfg = config.observation
+        self._hidden_keys = () if obs_cfg.privileged else self.task.privileged_keys
+        vectors.update({key: space for key, space in self.task.observation_space().items()
+                        if key not in self._hidden_keys})
         if obs_cfg.images:
             missing = [cam for cam in obs_cfg.cameras if cam not in spec.cameras]
             if missing:
@@ -195,6 +198,14 @@ class ArmEnv(gym.Env):
                 )
         return state
 
+    def privileged_observation(self) -> dict[str, np.ndarray]:
+        """The task's entries that ``observation.privileged: false`` leaves out of the observation
+        (empty when none are), for the current state: what scripted experts and the virtual
+        operator, the project's stand-ins for a person who can see the scene, look at."""
+        if self._state is None:
+            raise gym.error.ResetNeeded("call reset() before privileged_observation()")
+        return {key: value for key, value in self.task.observe(self._state).items() if key in self._hidden_keys}
+
     def _observe(self, state: RobotState) -> dict[str, np.ndarray]:
         obs = {
             "joint_pos": np.clip(state.joint_pos, self.robot.spec.joint_lower, self.robot.spec.joint_upper).astype(np.float32),
@@ -203,7 +214,7 @@ class ArmEnv(gym.Env):
             "ee_quat": state.ee_quat.astype(np.float32),
             "gripper_width": np.array([state.gripper_width], dtype=np.float32).clip(0.0, self.robot.spec.gripper_max_width),
         }
-        obs.update(self.task.observe(state))
+        obs.update({key: value for key, value in self.task.observe(state).items() if key not in self._hidden_keys})
         if self.config.observation.images:
             for cam in self.config.observation.cameras:
                 obs[f"image_{cam}"] = state.images[cam]

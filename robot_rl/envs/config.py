@@ -69,6 +69,10 @@ class ControlConfig(CheckedConfig):
 @dataclass(frozen=True)
 class ObservationConfig(CheckedConfig):
     images: bool = False
+    # False: leave out what only a simulator knows (object poses and what is computed from them,
+    # each task's ``privileged_keys``), so a policy sees what a real arm gives: proprioception,
+    # the commanded goal and camera images.
+    privileged: bool = True
     cameras: tuple[str, ...] = ("scene", "wrist")
     image_height: int = bounded(128, ge=1)  # pixels
     image_width: int = bounded(128, ge=1)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import abc
 import enum
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -300,13 +300,34 @@ EXPERTS: dict[str, type[ScriptedExpert]] = {
 
 
 def make_expert(env: gym.Env) -> ScriptedExpert:
-    """The scripted expert for ``env`` (an ``ArmEnv``, possibly wrapped), built from its config.
+    """The scripted expert for ``env`` (an ``ArmEnv``, possibly wrapped), built from its config
+    (a :class:`SeeingExpert` when the observation leaves out object poses).
 
     Raises:
         ValueError: if the env uses ``joint_delta`` actions (experts act in tool space).
     """
     config: EnvConfig = env.unwrapped.config
-    return EXPERTS[config.task.name](config)
+    expert = EXPERTS[config.task.name](config)
+    return expert if config.observation.privileged else SeeingExpert(expert, env.unwrapped)
+
+
+class SeeingExpert:
+    """A scripted expert on an env whose observation leaves out object poses
+    (``observation.privileged: false``): it gets them from the env, as a person demonstrating on
+    a real arm sees the scene, while the recorded observation stays what the arm reports."""
+
+    def __init__(self, expert: ScriptedExpert, env: Any) -> None:
+        self.expert, self.env = expert, env
+
+    @property
+    def phase(self) -> Any:
+        return self.expert.phase
+
+    def reset(self) -> None:
+        self.expert.reset()
+
+    def act(self, observation: Observation) -> np.ndarray:
+        return self.expert.act({**observation, **self.env.privileged_observation()})
 
 
 def evaluate_expert(env_id_or_task: str, episodes: int, seed: int = 0, **make_kwargs) -> dict:

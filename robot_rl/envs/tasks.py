@@ -87,6 +87,9 @@ class Task(ABC):
     # rewrites) and the ones their dense reward needs besides the achieved goal (reward context).
     goal_keys: tuple[str, ...] = ()
     context_keys: tuple[str, ...] = ()
+    # Observation entries only a simulator (or a motion-capture rig) can give: object poses and
+    # anything computed from them. ``observation.privileged: false`` leaves them out.
+    privileged_keys: tuple[str, ...] = ()
     goal_dim = 0
 
     def __init__(self, config: TaskConfig) -> None:
@@ -273,6 +276,8 @@ class ReachTask(_PointGoal, Task):
 
 
 class _CubeTask(Task):
+    # cube_offset = cube − tool, goal_offset = goal − cube
+    privileged_keys = ("cube_pos", "cube_quat", "cube_offset", "goal_offset")
     cube_low = np.array([0.42, -0.15])
     cube_high = np.array([0.58, 0.15])
     cube_half = 0.02
@@ -420,6 +425,7 @@ class PegInsertTask(Task):
 
     name = scene = "peg"
     initial_gripper_width = 0.0
+    privileged_keys = ("peg_pos", "peg_quat", "hole_offset")  # hole_offset = rim − peg tip
     hole_low = np.array([0.45, -0.15])
     hole_high = np.array([0.60, 0.15])
     hole_top = 0.04

@@ -68,6 +68,10 @@ class GoalObservation(gym.Wrapper):
         if not self.task.is_goal_task:
             raise ValueError(f"GoalObservation: task {self.task.name!r} has no goal (goal tasks: reach, push, pick, peg)")
         space = env.observation_space
+        hidden = [key for key in self.task.privileged_keys if key not in space.spaces]
+        if hidden:
+            raise ValueError(f"GoalObservation: the achieved goal of {self.task.name!r} is computed from {hidden}, "
+                             f"which observation.privileged: false leaves out; goal relabelling needs them")
         self.keys = [key for key in state_keys(space) if key not in self.task.goal_keys]
         self.image_keys = sorted(k for k in space.spaces if k.startswith("image_"))
         low = np.concatenate([np.broadcast_to(space[k].low, space[k].shape).ravel() for k in self.keys])

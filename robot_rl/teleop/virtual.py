@@ -108,6 +108,7 @@ class VirtualOperator:
             ValueError: the env's actions are not ``ee_delta`` or its task has no expert.
         """
         base = env.unwrapped
+        self._scene = base
         self._env_config = base.config
         control = base.config.control
         task = base.config.task.name
@@ -143,7 +144,8 @@ class VirtualOperator:
             raise RuntimeError("VirtualOperator.observe before attach(env): use it through TeleopActionSource")
         self.steps_seen += 1
         expert_action = self._expert.act(observation)  # every step: the phase machine follows the scene
-        distance = self._distance(observation, self._env_config)
+        # it sees the scene, object poses included, whatever the policy's observation leaves out
+        distance = self._distance({**observation, **self._scene.privileged_observation()}, self._env_config)
         if distance < self._best - self.settings.progress_tolerance:
             self._best, self._since_progress = distance, 0
         else:

@@ -24,6 +24,7 @@ from robot_rl.config import (
     read_yaml,
 )
 from robot_rl.envs.config import EnvConfig, task_config_path
+from robot_rl.envs.tasks import TASK_CLASSES
 from robot_rl.teleop.config import TeleopConfig
 
 AGENT_PRESETS = ("sac", "redq", "droq", "td3", "ddpg", "rlpd", "ddpgfd", "awac")
@@ -136,6 +137,15 @@ class TrainConfig:
             if self.her.strategy != "none":
                 raise ConfigError("her.strategy: hindsight relabelling recomputes the env's reward, but "
                                   "reward.source is human; set her.strategy: none")
+        if self.her.strategy != "none" and not gym.id and not self.env.observation.privileged:
+            task = TASK_CLASSES[self.env.task.name]
+            if task.goal_keys and task.privileged_keys:
+                raise ConfigError(f"her.strategy: relabelling {task.name!r} needs the achieved goal, computed from "
+                                  f"{list(task.privileged_keys)}, which env.observation.privileged: false leaves out; "
+                                  f"set her.strategy: none")
+        if self.agent.encoder.mode != "none" and not gym.id and not self.env.observation.images:
+            raise ConfigError(f"agent.encoder.mode: {self.agent.encoder.mode} learns from camera images; set "
+                              f"env.observation.images: true")
         problem = device_problem(self.agent.device)
         if problem:
             raise ConfigError(f"agent.device: {problem}")

@@ -105,9 +105,23 @@ def make_env(config: TrainConfig, robot: Robot | None = None) -> gym.Env:
     """The run's env; ``robot``: a ready arm instead of the one ``config.env.robot`` describes.
 
     With ``env.gym.id`` set: that gymnasium env, adapted for the learners
-    (:func:`robot_rl.envs.gym_env.make_gym_env`), and the arm sections are ignored."""
-    if not config.env.gym.id:
-        return make_arm_env(config.env.task.name, config=config.env, robot=robot)
+    (:func:`robot_rl.envs.gym_env.make_gym_env`), and the arm sections are ignored. With
+    ``agent.encoder.mode: frozen`` the frozen encoder's ``camera_features`` join the observation
+    (:class:`robot_rl.vision.features.CameraFeatures`)."""
+    env = make_arm_env(config.env.task.name, config=config.env, robot=robot) if not config.env.gym.id \
+        else _make_gym_env(config, robot)
+    if config.agent.encoder.mode == "frozen":
+        from robot_rl.vision.features import CameraFeatures, load_encoder
+
+        try:
+            env = CameraFeatures(env, load_encoder(config.agent.encoder.weights)[0])
+        except BaseException:
+            env.close()
+            raise
+    return env
+
+
+def _make_gym_env(config: TrainConfig, robot: Robot | None) -> gym.Env:
     if robot is not None:
         raise ValueError(f"a robot drives this project's arm env, not the gymnasium env {config.env.gym.id!r}")
     env = make_gym_env(config.env.gym)
@@ -174,6 +188,12 @@ class Trainer:
             torch.set_num_threads(config.train.torch_threads)
         self.env = make_env(config, robot)
         self.eval_env = make_env(config)
+        # Seed before the learner exists: its initial weights come from torch's global generator,
+        # which torch seeds differently in every process.
+        self.rng = np.random.default_rng(seed)
+        torch.manual_seed(seed)
+        random.seed(seed)
+        self.agent = make_agent(self.env.observation_space, self.env.action_space, config.agent)
         # Demonstrations first: a dataset that does not fit must not leave a replay store behind.
         # The teleop side (interventions, human labels) first: a device that cannot open leaves no run behind.
         self.human = None
@@ -189,12 +209,6 @@ class Trainer:
             from robot_rl.training.interventions import add_stored_interventions
 
             add_stored_interventions(self.store, self.demos)
-        # Seed before the learner exists: its initial weights come from torch's global generator,
-        # which torch seeds differently in every process.
-        self.rng = np.random.default_rng(seed)
-        torch.manual_seed(seed)
-        random.seed(seed)
-        self.agent = make_agent(self.env.observation_space, self.env.action_space, config.agent)
         self.data = make_replay_setup(self.agent.data_needs, self._online_replay(), self.demos, config)
         self.counters = Counters(next_eval=config.train.eval_every, next_checkpoint=config.train.checkpoint_every)
         self.policy = ExplorationPolicy(self.agent, self.env.action_space.shape, self.rng, config.train.warmup_steps,
@@ -226,7 +240,7 @@ class Trainer:
         room = self.config.train.total_steps if self.config.teleop.device else 0
         if not paths:
             features = features_from_spaces(self.env.observation_space, self.env.action_space)
-            return ReplayBuffer(features, list(self.env.observation_space.spaces), room)
+            return ReplayBuffer(features, self.agent.input_keys, room)
         capacity = None
         if room:
             stored = 0
@@ -234,17 +248,18 @@ class Trainer:
                 with EpisodeStore.open(path, "r") as dataset:
                     stored += dataset.n_steps
             capacity = stored + room
-        return load_demonstrations(paths, self.env, rename=self.config.demos.rename or None, capacity=capacity)
+        return load_demonstrations(paths, self.env, rename=self.config.demos.rename or None, capacity=capacity,
+                                   obs_keys=self.agent.input_keys)
 
     def _online_replay(self) -> ReplayBuffer:
         """The RAM tier of online experience, refilled from the store on resume."""
         capacity = self.config.train.replay_capacity
         if self.store.n_episodes:
-            return ReplayBuffer.from_store(self.store, capacity=capacity)
+            return ReplayBuffer.from_store(self.store, capacity=capacity, obs_keys=self.agent.input_keys)
         features = features_from_spaces(self.env.observation_space, self.env.action_space)
         if INTERVENTION in self.store.features:
             features = with_interventions(features)  # the RAM tier keeps the flags too
-        return ReplayBuffer(features, list(self.env.observation_space.spaces), capacity)
+        return ReplayBuffer(features, self.agent.input_keys, capacity)
 
     # ------------------------------------------------------------------ checkpoints
     def _payload(self) -> dict[str, Any]:
