@@ -60,13 +60,14 @@ def test_spatial_softmax_finds_the_bright_spot():
 
 
 def test_random_shift_crops_the_padded_image():
-    images = torch.rand(16, 3, 8, 8)
+    images = torch.randint(0, 256, (16, 8, 8, 3), dtype=torch.uint8)
     assert torch.equal(random_shift(images, 0), images)
     shifted = random_shift(images, 2, torch.Generator().manual_seed(0))
-    assert shifted.shape == images.shape
-    padded = torch.nn.functional.pad(images, (2, 2, 2, 2), mode="replicate")
+    assert shifted.shape == images.shape and shifted.dtype == torch.uint8
+    padded = torch.nn.functional.pad(images.permute(0, 3, 1, 2).float(), (2, 2, 2, 2), mode="replicate")
+    padded = padded.permute(0, 2, 3, 1).to(torch.uint8)
     for sample in range(16):
-        crops = [padded[sample, :, dy:dy + 8, dx:dx + 8] for dy in range(5) for dx in range(5)]
+        crops = [padded[sample, dy:dy + 8, dx:dx + 8] for dy in range(5) for dx in range(5)]
         assert any(torch.equal(shifted[sample], crop) for crop in crops)
     assert not all(torch.equal(shifted[s], images[s]) for s in range(16))  # some sample moved
 
@@ -232,3 +233,55 @@ def test_pretrained_encoder_file_runs_a_frozen_training(make_env, tmp_path):
     with EpisodeStore.open(tmp_path / "run" / "seed_0" / "replay.zarr", "r") as store:
         assert store.n_steps >= 120 and store.features[FEATURES_KEY].shape == (16,)
         assert {"image_scene", "image_wrist"} <= set(store.features)
+
+
+# ---------------------------------------------------------------------------- learned rewards
+def confident_classifier(tmp_path, says_success: bool):
+    """A classifier file whose head is biased to always (or never) say success."""
+    from robot_rl.vision.reward_classifier import SuccessClassifier
+
+    classifier = SuccessClassifier(small_spec(feature_dim=8))
+    with torch.no_grad():
+        classifier.head[-1].weight.zero_()
+        classifier.head[-1].bias.fill_(20.0 if says_success else -20.0)
+    return classifier.save(tmp_path / f"classifier_{says_success}.pt")
+
+
+def test_classifier_reward_env_rewards_ends_and_counts_its_mistakes(make_env, tmp_path):
+    from robot_rl.vision.reward_classifier import ClassifierReward
+    from robot_rl.vision.reward_env import ClassifierRewardEnv
+
+    inner = make_env("lift", overrides={"observation": PIXELS, "task": {"terminate_on_success": False}})
+    env = ClassifierRewardEnv(inner, ClassifierReward.load(confident_classifier(tmp_path, True), hold_steps=2),
+                              terminate_on_success=True)
+    env.reset(seed=0)
+    _, reward, terminated, _, info = env.step(env.action_space.sample())
+    assert (reward, terminated, info["is_success"]) == (0.0, False, False)  # the hold gate: 1 of 2 steps
+    _, reward, terminated, _, info = env.step(env.action_space.sample())
+    assert (reward, terminated, info["is_success"], info["true_success"]) == (1.0, True, True, False)
+    assert env.episode_log() == {"true_success": 0.0, "classifier_fp_steps": 1.0, "classifier_fn_steps": 0.0,
+                                 "classifier_fpr": 0.5}
+    wrong_size = make_env("lift", overrides={"observation": {**PIXELS, "image_width": 40}})
+    with pytest.raises(EncoderMismatchError, match="image_scene"):
+        ClassifierRewardEnv(wrong_size, ClassifierReward.load(confident_classifier(tmp_path, True)), True)
+
+
+def test_training_with_a_classifier_reward_logs_the_true_success(tmp_path):
+    from robot_rl.training.loop import train
+
+    with pytest.raises(ConfigError, match="classifier:PATH"):
+        load_train_config(overrides={"reward": {"source": "classifier"}})
+    with pytest.raises(ConfigError, match="her.strategy"):
+        load_train_config(overrides={"reward": {"source": "classifier", "classifier": "c.pt"},
+                                     "her": {"strategy": "future"}})
+    config = load_train_config(overrides={
+        "env": {"task": {"name": "lift"}, "observation": PIXELS},
+        "reward": {"source": "classifier", "classifier": str(confident_classifier(tmp_path, False))},
+        "agent": {"batch_size": 16, "hidden_sizes": [32, 32]},
+        "train": {"total_steps": 100, "warmup_steps": 60, "eval_every": 100, "eval_episodes": 1, "progress": False}})
+    train(config, tmp_path / "run")
+    import csv
+
+    rows = list(csv.DictReader(open(tmp_path / "run" / "seed_0" / "logs" / "episodes.csv")))
+    assert rows and all(float(row["return"]) == 0.0 for row in rows)  # the classifier never says success
+    assert {"true_success", "classifier_fpr"} <= set(rows[0])

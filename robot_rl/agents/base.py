@@ -182,6 +182,7 @@ class OffPolicyAgent(ABC):
         self.critic_optimizer = adam([*self.critic.parameters(), *self.encoder.parameters()], config.critic_lr,
                                      config.weight_decay)
         self._critic_objective = self.critic_objective  # compiled by learners that offer agent.compile
+        self._encoded: tuple[Any, torch.Tensor] | None = None  # see encode()
         self.updates = 0  # critic gradient steps taken
 
     @abstractmethod
@@ -204,10 +205,23 @@ class OffPolicyAgent(ABC):
         critic_loss, td_errors = self.critic_loss(batch, target)
         return critic_loss, td_errors, target
 
+    def encode(self, obs: Mapping[str, torch.Tensor] | torch.Tensor) -> torch.Tensor:
+        """Encoded ``obs`` for the critic's loss (the gradient reaches a trainable image encoder).
+        With one, the features are also kept, detached, for the actor step on the same batch."""
+        features = self.encoder(obs)
+        if self.encoder.images is not None:
+            self._encoded = (obs, features.detach())
+        return features
+
     def actor_features(self, obs: Mapping[str, torch.Tensor] | torch.Tensor) -> torch.Tensor:
         """Encoded ``obs`` for the actor's objective, without gradient into the encoder: only the
-        critic trains a trainable image encoder (DrQ, SERL)."""
-        return self.encoder(obs).detach()
+        critic trains a trainable image encoder (DrQ, SERL). For the batch the critic step just
+        encoded, its features are reused (DrQ-v2: the costliest part of a pixel update)."""
+        encoded = self._encoded
+        if encoded is not None and encoded[0] is obs:
+            return encoded[1]
+        with torch.no_grad():
+            return self.encoder(obs)
 
     @property
     def input_keys(self) -> list[str]:
@@ -234,7 +248,7 @@ class OffPolicyAgent(ABC):
     def critic_loss(self, batch: TransitionBatch, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Σ_i mean_b (Q_i(s, a) − y)²: every member regresses on the same target. Also returns
         the per-sample |δ| for priority feedback (``None`` here: uniform learners give none)."""
-        q_values = self.critic(self.encoder(batch.obs), batch.action)
+        q_values = self.critic(self.encode(batch.obs), batch.action)
         return ((q_values - target.unsqueeze(0)) ** 2).mean(dim=1).sum(), None
 
     def _modules(self) -> dict[str, Any]:

@@ -77,7 +77,7 @@ class DDPGfD(TD3):
     def critic_loss(self, batch: TransitionBatch, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Σ_i mean_b w_b [(Q_i − y_1)² + λ_n (Q_i − y_n)²], and the TD errors (1-step |δ|, mean
         over the critics) from the same forward pass."""
-        q_values = self.critic(self.encoder(batch.obs), batch.action)  # (N, B)
+        q_values = self.critic(self.encode(batch.obs), batch.action)  # (N, B)
         td = q_values.unsqueeze(1) - target  # (N, 2, B)
         squared = (td.pow(2) * self._target_weights[:, None]).sum(dim=1)  # (N, B)
         return (squared * batch.weights).mean(dim=1).sum(), td[:, 0].detach().abs().mean(dim=0)

@@ -51,6 +51,30 @@ Cases run in turn inside every repeat; ratios are computed per repeat and summar
 median. ``utd_study`` (``--utd``) adds SAC N=2, REDQ N=10 and DroQ at each UTD ratio u with
 one actor step per u critic steps (the presets' schedule), reported as updates/s and env
 steps/s (= updates/s / u); ``width_study`` (``--widths``) the same for other hidden widths.
+
+``pixel_study`` (``--pixels SIZE``, :func:`pixel_study`): learning from two cameras
+(``image_scene``, ``image_wrist``, SIZE×SIZE×3 uint8, render-like frames of
+:func:`robot_rl.bench.replay_bench.camera_frames`) plus a 22-d proprio vector and a 4-d action,
+batch 256, 256×256 heads, SAC N=2 (one actor step per critic step), sampling included:
+
+* ``ours_frozen``: ``agent.encoder.mode: frozen`` as the learner sees it: observations
+  {``proprio`` (22), ``camera_features`` (2 × 64)}, the features made once per frame by a frozen
+  encoder (here a randomly initialised one: what it computes, not what it learned, is measured);
+  ``frozen_encode_ms_per_env_step`` is that encoder's cost per env step at collection time;
+* ``ours_finetune``: ``agent.encoder.mode: finetune`` (per camera: 32-channel conv trunk of 4
+  layers, the first 2 strided, spatial softmax, 64-d LayerNorm + tanh bottleneck; DrQ shift of 4
+  pixels; the actor reads detached features) on uint8 images from a :class:`ReplayBuffer`;
+* ``sb3_sac_multiinput``: Stable-Baselines3 SAC, ``MultiInputPolicy`` (``CombinedExtractor``:
+  a NatureCNN per image key, SB3's defaults), channel-last uint8 images transposed by SB3's
+  ``VecTransposeImage`` as they would be at collection, its own ``DictReplayBuffer``.
+
+Ours run with the agent's default float32 matmul routing (``agent.fp32_matmul: onednn`` where
+it keeps float32 accuracy), SB3 with torch's. The image cases take one update per timed call
+(an update costs tenths of a second). ``gflop_per_update`` is counted by
+``torch.utils.flop_counter.FlopCounterMode`` over one update (convolutions and matmuls, forward
+and backward). ``seconds_per_10k_updates`` = 10 000 / updates per wall-clock second of this run,
+``cpu_seconds_per_10k_updates`` the same per CPU second of this process (close to what an
+otherwise idle core with the same thread count takes).
 """
 
 from __future__ import annotations
@@ -214,14 +238,15 @@ def _busy_cpu_seconds() -> float | None:
     return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait
 
 
-def _rate(run: Callable[[int], None], seconds: float) -> tuple[float, float, float | None]:
+def _rate(run: Callable[[int], None], seconds: float, chunk: int = 10) -> tuple[float, float, float | None]:
     """Updates per wall-clock second and per CPU second of this process (all its threads), and
-    the share of the machine's CPUs that *other* processes used meanwhile (None where unknown)."""
-    run(5)  # warm-up (allocator, first-call overheads)
+    the share of the machine's CPUs that *other* processes used meanwhile (None where unknown).
+    ``run`` is called with ``chunk`` updates at a time until ``seconds`` have passed."""
+    run(5 if chunk >= 10 else 2)  # warm-up (allocator, first-call overheads)
     updates, start, cpu_start, busy_start = 0, time.perf_counter(), time.process_time(), _busy_cpu_seconds()
     while time.perf_counter() - start < seconds:
-        run(10)
-        updates += 10
+        run(chunk)
+        updates += chunk
     wall, cpu, busy = time.perf_counter() - start, time.process_time() - cpu_start, _busy_cpu_seconds()
     others = None if busy is None or busy_start is None else \
         round(max(0.0, (busy - busy_start - cpu) / (wall * (os.cpu_count() or 1))), 3)
@@ -277,9 +302,10 @@ def _median_ratio(a: list[float], b: list[float]) -> float:
 
 
 def _measure(runs: dict[str, Callable[[int], None]], repeats: int, seconds: float, device: str,
-             roofline_kinds: tuple[bool, ...] = ()) -> dict[str, Any]:
+             roofline_kinds: tuple[bool, ...] = (), chunks: dict[str, int] | None = None) -> dict[str, Any]:
     """Every run in turn within each repeat: updates/s (wall and CPU time), the roofline (if
-    ``roofline_kinds``: with oneDNN too if it holds True) and the load after each repeat."""
+    ``roofline_kinds``: with oneDNN too if it holds True) and the load after each repeat;
+    ``chunks``: updates per timed call of a run (default 10)."""
     raw: dict[str, list[float]] = {name: [] for name in runs}
     raw_cpu: dict[str, list[float]] = {name: [] for name in runs}
     others: dict[str, list[float | None]] = {name: [] for name in runs}
@@ -292,7 +318,7 @@ def _measure(runs: dict[str, Callable[[int], None]], repeats: int, seconds: floa
                 raw_roofline.setdefault(name, []).append(wall)
                 raw_roofline_cpu.setdefault(name, []).append(cpu)
         for name, run in runs.items():
-            wall, cpu, busy = _rate(run, seconds)
+            wall, cpu, busy = _rate(run, seconds, (chunks or {}).get(name, 10))
             raw[name].append(wall)
             raw_cpu[name].append(cpu)
             others[name].append(busy)
@@ -318,9 +344,37 @@ def _study(cases: dict[str, Case], repeats: int, seconds: float, device: str) ->
 
 
 def run_learner_benchmark(repeats: int = 5, seconds: float = 3.0, device: str = "cpu", threads: int | None = None,
-                          utd: Sequence[int] = (), widths: Sequence[int] = ()) -> dict[str, Any]:
+                          utd: Sequence[int] = (), widths: Sequence[int] = (), pixels: Sequence[int] = (),
+                          only_pixels: bool = False) -> dict[str, Any]:
+    """The learner benchmark's JSON: the state cases (unless ``only_pixels``), ``utd_study``,
+    ``width_study`` and, per size in ``pixels``, ``pixel_study["<size>px"]``."""
     if threads:
         torch.set_num_threads(threads)
+    if only_pixels:
+        if not pixels:
+            raise ValueError("only_pixels needs at least one image size in pixels")
+        result: dict[str, Any] = {
+            "benchmark": "learner", "unit": "gradient updates per second, see pixel_study", "device": device,
+            "torch_threads": torch.get_num_threads(), "repeats": repeats, "seconds_per_case": seconds,
+            "machine": {**machine_info(), "torch": torch.__version__, "cuda": torch.cuda.is_available()}}
+    else:
+        result = _state_cases(repeats, seconds, device)
+    if utd:
+        presets = {"sac_n2": CASES["sac_n2"], "redq_n10_m2": CASES["redq_n10_m2"], "droq": CASES["droq"]}
+        result["utd_study"] = _study({f"{name}_utd{u}": replace(case, actor_update_interval=u)
+                                      for u in utd for name, case in presets.items()}, repeats, seconds, device)
+    if widths:
+        result["width_study"] = _study({f"{name}_h{w}": replace(CASES[name], hidden=(w, w))
+                                        for w in widths for name in ("sac_n2", "redq_n10_m2_schedule")},
+                                       repeats, seconds, device)
+    if pixels:
+        result["pixel_study"] = {f"{size}px": pixel_study(size, repeats, seconds, device)
+                                 for size in dict.fromkeys(pixels)}
+    return result
+
+
+def _state_cases(repeats: int, seconds: float, device: str) -> dict[str, Any]:
+    """The state-observation cases of :data:`CASES`, the roofline and the ratios between them."""
     onednn = device == "cpu" and onednn_keeps_fp32()
     runs: dict[str, Callable[[int], None]] = {}
     for name, case in CASES.items():
@@ -403,15 +457,247 @@ def run_learner_benchmark(repeats: int = 5, seconds: float = 3.0, device: str = 
         "peer": "stable-baselines3 " + _sb3_version() if "sb3_sac" in runs else "stable-baselines3 not installed",
         "machine": {**machine_info(), "torch": torch.__version__, "cuda": torch.cuda.is_available()},
     }
-    if utd:
-        presets = {"sac_n2": CASES["sac_n2"], "redq_n10_m2": CASES["redq_n10_m2"], "droq": CASES["droq"]}
-        result["utd_study"] = _study({f"{name}_utd{u}": replace(case, actor_update_interval=u)
-                                      for u in utd for name, case in presets.items()}, repeats, seconds, device)
-    if widths:
-        result["width_study"] = _study({f"{name}_h{w}": replace(CASES[name], hidden=(w, w))
-                                        for w in widths for name in ("sac_n2", "redq_n10_m2_schedule")},
-                                       repeats, seconds, device)
     return result
+
+
+PROPRIO_DIM = 22  # joint positions and velocities, end-effector pose, gripper (the pixel study's state part)
+PIXEL_CAMERAS = ("image_scene", "image_wrist")
+PIXEL_REPLAY_STEPS, PIXEL_EPISODE_STEPS = 5_000, 200  # 25 episodes; 246 MB of frames at 64 px in ours
+PIXEL_CHUNKS = {"ours_finetune": 1, "sb3_sac_multiinput": 1}  # updates per timed call (others: 10)
+PIXEL_CASES = {
+    "ours_frozen": "our SAC N=2 on {proprio (22), camera_features (2 x 64)}: agent.encoder.mode frozen as the "
+                   "learner sees it (the frozen encoder ran once per frame at collection)",
+    "ours_finetune": "our SAC N=2, agent.encoder.mode finetune: per camera a 32-channel 4-layer conv trunk (first 2 "
+                     "strided), spatial softmax, 64-d LayerNorm+tanh bottleneck, trained by the critic loss; DrQ "
+                     "shift (pad 4); the actor reads detached features; uint8 images from our ReplayBuffer",
+    "sb3_sac_multiinput": "Stable-Baselines3 SAC, MultiInputPolicy (CombinedExtractor: NatureCNN per image key, "
+                          "cnn_output_dim 256; actor and critic each own an extractor, SAC's default), its "
+                          "DictReplayBuffer, channel-first uint8 images as VecTransposeImage stores them",
+}
+
+
+class PixelData:
+    """The pixel study's episodes: render-like frames (the same ``episode_steps`` + 1 per camera in
+    every episode, copied into every slot of a replay), random proprio, actions and rewards, and
+    the ``camera_features`` a frozen encoder (randomly initialised, eval mode) makes of the frames."""
+
+    def __init__(self, size: int, replay_steps: int = PIXEL_REPLAY_STEPS, seed: int = 0) -> None:
+        from robot_rl.bench.replay_bench import camera_frames
+        from robot_rl.vision.encoders import EncoderSpec, ImageEncoder
+        from robot_rl.vision.features import FrozenFeatures
+
+        self.size = size
+        self.episode_steps = min(PIXEL_EPISODE_STEPS, replay_steps)
+        self.episodes = max(1, replay_steps // self.episode_steps)
+        self.frames = camera_frames(self.episode_steps + 1, size, seed, PIXEL_CAMERAS)  # + the final observation
+        torch.manual_seed(seed)
+        self.frozen = FrozenFeatures(ImageEncoder(EncoderSpec(cameras=PIXEL_CAMERAS, image_shape=(size, size, 3))))
+        self.features = self.frozen(self.frames)
+        self.seed = seed
+
+    def episode(self, index: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Steps (every observation key, action, reward, terminated) and final observation."""
+        from robot_rl.vision.features import FEATURES_KEY
+
+        rng = np.random.default_rng(self.seed + index)
+        length = self.episode_steps
+        obs = {"proprio": rng.standard_normal((length + 1, PROPRIO_DIM), dtype=np.float32),
+               FEATURES_KEY: self.features, **self.frames}
+        steps = {key: values[:length] for key, values in obs.items()}
+        steps.update(action=rng.uniform(-1, 1, (length, ACTION_DIM)).astype(np.float32),
+                     reward=rng.standard_normal(length, dtype=np.float32), terminated=np.zeros(length, bool))
+        return steps, {key: values[length] for key, values in obs.items()}
+
+    def observation_space(self, mode: str) -> spaces.Dict:
+        """What the learner reads: ``frozen``: proprio and camera_features; else proprio and the images."""
+        from robot_rl.vision.features import FEATURES_KEY
+
+        entries: dict[str, spaces.Space] = {"proprio": spaces.Box(-np.inf, np.inf, (PROPRIO_DIM,), np.float32)}
+        if mode == "frozen":
+            entries[FEATURES_KEY] = spaces.Box(-1.0, 1.0, (self.frozen.dim,), np.float32)
+        else:
+            entries.update({key: spaces.Box(0, 255, (self.size, self.size, 3), np.uint8) for key in PIXEL_CAMERAS})
+        return spaces.Dict(entries)
+
+    def encode_ms_per_step(self, calls: int = 30) -> float:
+        """Median milliseconds of the frozen encoder on one env step's frames (what
+        :class:`~robot_rl.vision.features.CameraFeatures` adds to every step at collection)."""
+        times = []
+        for i in range(calls + 3):
+            frames = {key: values[i % len(values)][None] for key, values in self.frames.items()}
+            start = time.perf_counter()
+            self.frozen(frames)
+            times.append(time.perf_counter() - start)
+        return statistics.median(times[3:]) * 1e3
+
+
+def _parameters(*modules: torch.nn.Module) -> int:
+    return sum(parameter.numel() for module in modules for parameter in module.parameters())
+
+
+def pixel_ours(data: PixelData, mode: str, device: str = "cpu", batch: int = BATCH,
+               replay_steps: int = PIXEL_REPLAY_STEPS) -> tuple[Callable[[int], None], dict[str, Any]]:
+    """Our SAC N=2 on the frozen features (``mode`` "frozen") or fine-tuning its own image encoder
+    ("finetune"), sampling from a filled :class:`ReplayBuffer`; the update runner and a description."""
+    from robot_rl.agents.config import EncoderConfig
+
+    obs_space = data.observation_space(mode)
+    config = AgentConfig(hidden_sizes=HIDDEN, batch_size=batch, device=device,
+                         encoder=EncoderConfig(mode="finetune") if mode == "finetune" else EncoderConfig())
+    agent = make_agent(obs_space, spaces.Box(-1.0, 1.0, (ACTION_DIM,), np.float32), config)
+    kind = "onednn" if device == "cpu" and onednn_keeps_fp32() else "default"  # what the agent's default gives
+    keys = agent.input_keys
+    features = {key: FeatureSpec(str(obs_space[key].dtype), obs_space[key].shape) for key in keys}
+    features.update(action=FeatureSpec("float32", (ACTION_DIM,)), reward=FeatureSpec("float32", ()),
+                    terminated=FeatureSpec("bool", ()))
+    replay = ReplayBuffer(features, keys, replay_steps, device=device)
+    for episode in range(data.episodes):
+        replay.add_episode(*data.episode(episode))
+    rng = np.random.default_rng(0)
+    metrics, pending = MetricMeans(), 0
+
+    def run(updates: int) -> None:
+        nonlocal pending
+        with fp32_matmul(kind):
+            for _ in range(updates):
+                metrics.add(agent.update(replay.sample(batch, rng)).metrics)
+                pending += 1
+                if pending == LOG_EVERY:
+                    metrics.take()
+                    pending = 0
+
+    info: dict[str, Any] = {"observation": {key: [*obs_space[key].shape, str(obs_space[key].dtype)] for key in keys},
+                            "obs_feature_dim": agent.obs_dim, "fp32_matmul": kind,
+                            "parameters_critic": _parameters(agent.critic),
+                            "parameters_actor": _parameters(agent.actor)}
+    if agent.encoder.images is not None:
+        info["parameters_encoder"] = _parameters(agent.encoder.images)
+        info["encoder"] = asdict(config.encoder)
+        info["encoder_spec"] = asdict(agent.encoder.images.spec)
+    return run, info
+
+
+def pixel_sb3(data: PixelData, device: str = "cpu", batch: int = BATCH, replay_steps: int = PIXEL_REPLAY_STEPS,
+              ) -> tuple[Callable[[int], None], dict[str, Any]] | None:
+    """Stable-Baselines3 SAC with ``MultiInputPolicy`` on proprio and the two channel-last uint8
+    cameras (SB3 wraps the env in ``VecTransposeImage``; its buffer holds channel-first frames),
+    its own ``DictReplayBuffer`` filled with the same episodes; None if SB3 is not installed."""
+    try:
+        import gymnasium as gym
+        from stable_baselines3 import SAC as SB3SAC
+        from stable_baselines3.common.logger import configure
+    except ImportError:
+        return None
+    env_space = data.observation_space("finetune")
+
+    class ShapeOnlyEnv(gym.Env):  # SB3 only reads the spaces; training here never steps it
+        observation_space = env_space
+        action_space = spaces.Box(-1.0, 1.0, (ACTION_DIM,), np.float32)
+
+        def reset(self, *, seed=None, options=None):
+            return {key: np.zeros(box.shape, box.dtype) for key, box in env_space.spaces.items()}, {}
+
+        def step(self, action):
+            return self.reset()[0], 0.0, False, False, {}
+
+    model = SB3SAC("MultiInputPolicy", ShapeOnlyEnv(), batch_size=batch, buffer_size=replay_steps, learning_starts=0,
+                   policy_kwargs={"net_arch": list(HIDDEN)}, device=device, seed=0)
+    model.set_logger(configure(None, []))
+    stored = model.observation_space  # channel-first images after VecTransposeImage
+    for key in PIXEL_CAMERAS:
+        if stored[key].shape != (3, data.size, data.size):
+            raise RuntimeError(f"SB3 stores {key} as {stored[key].shape}, expected channel-first")
+    buffer = model.replay_buffer
+    for episode in range(data.episodes):
+        steps, final = data.episode(episode)
+        obs = {key: np.concatenate([steps[key], final[key][None]]) for key in stored.spaces}
+        obs.update({key: np.ascontiguousarray(obs[key].transpose(0, 3, 1, 2)) for key in PIXEL_CAMERAS})
+        for t in range(data.episode_steps):
+            buffer.add({key: values[t:t + 1] for key, values in obs.items()},
+                       {key: values[t + 1:t + 2] for key, values in obs.items()},
+                       steps["action"][t:t + 1], steps["reward"][t:t + 1], steps["terminated"][t:t + 1], [{}])
+
+    def run(updates: int) -> None:
+        with fp32_matmul("default"):  # torch's own float32 kernels, as SB3 users get them
+            model.train(gradient_steps=updates, batch_size=batch)
+
+    policy = model.policy
+    info = {"observation": {key: [*box.shape, str(box.dtype)] for key, box in stored.spaces.items()},
+            "policy": "MultiInputPolicy", "features_extractor": type(policy.actor.features_extractor).__name__,
+            "features_dim": policy.actor.features_extractor.features_dim,
+            "share_features_extractor": policy.share_features_extractor, "fp32_matmul": "default",
+            "parameters_critic": _parameters(policy.critic), "parameters_actor": _parameters(policy.actor),
+            "replay_buffer": type(buffer).__name__}
+    return run, info
+
+
+def _gflop_per_update(run: Callable[[int], None]) -> float | None:
+    """GFLOP of one update as ``FlopCounterMode`` counts them (matmuls and convolutions, forward
+    and backward), or None where it cannot count."""
+    try:
+        from torch.utils.flop_counter import FlopCounterMode
+
+        with FlopCounterMode(display=False) as counter:
+            run(1)
+        return counter.get_total_flops() / 1e9
+    except Exception:  # noqa: BLE001 - the figure is context, the rate is the measurement
+        return None
+
+
+def pixel_study(size: int, repeats: int = 5, seconds: float = 3.0, device: str = "cpu", batch: int = BATCH,
+                replay_steps: int = PIXEL_REPLAY_STEPS, peer: bool = True) -> dict[str, Any]:
+    """Updates/s of learning from two SIZE×SIZE cameras (see the module doc): ``ours_frozen``,
+    ``ours_finetune`` and (``peer``, when installed) ``sb3_sac_multiinput``, alternating within
+    each repeat; per case medians, raw values, GFLOP per update and seconds per 10k updates;
+    ``ratios`` are medians of per-repeat ratios."""
+    data = PixelData(size, replay_steps)
+    built: dict[str, tuple[Callable[[int], None], dict[str, Any]]] = {
+        "ours_frozen": pixel_ours(data, "frozen", device, batch, replay_steps),
+        "ours_finetune": pixel_ours(data, "finetune", device, batch, replay_steps)}
+    peer_note = "not measured"
+    try:
+        peer_case = pixel_sb3(data, device, batch, replay_steps) if peer else None
+    except (RuntimeError, ValueError, AssertionError) as exc:  # e.g. NatureCNN needs images of 36 px or more
+        peer_case, peer_note = None, f"stable-baselines3 could not be measured: {type(exc).__name__}: {exc}"
+    if peer_case is not None:
+        built["sb3_sac_multiinput"] = peer_case
+    elif peer and peer_note == "not measured":
+        peer_note = "stable-baselines3 not installed"
+    runs = {name: run for name, (run, _) in built.items()}
+    gflop = {name: _gflop_per_update(run) for name, run in runs.items()}  # also a first, untimed update
+    with fp32_matmul(built["ours_frozen"][1]["fp32_matmul"]):
+        encode_ms = data.encode_ms_per_step()
+    measured = _measure(runs, repeats, seconds, device, chunks=PIXEL_CHUNKS)
+    raw, raw_cpu = measured["raw"], measured["raw_cpu"]
+    cases = {}
+    for name, (_, info) in built.items():
+        rate, cpu_rate = statistics.median(raw[name]), statistics.median(raw_cpu[name])
+        cases[name] = {"updates_per_s": rate, "updates_per_cpu_s": cpu_rate,
+                       "seconds_per_10k_updates": 1e4 / rate, "cpu_seconds_per_10k_updates": 1e4 / cpu_rate,
+                       "gflop_per_update": gflop[name],
+                       "achieved_gflops": None if gflop[name] is None else gflop[name] * rate,
+                       "raw": raw[name], "raw_cpu": raw_cpu[name], "others_cpu": measured["others_cpu"][name],
+                       "updates_per_timed_call": PIXEL_CHUNKS.get(name, 10), "what": PIXEL_CASES[name], **info}
+    cases["ours_frozen"]["frozen_encode_ms_per_env_step"] = encode_ms
+    ratios: dict[str, Any] = {
+        "finetune_vs_frozen": _median_ratio(raw["ours_finetune"], raw["ours_frozen"]),
+        "finetune_vs_frozen_cpu": _median_ratio(raw_cpu["ours_finetune"], raw_cpu["ours_frozen"])}
+    if "sb3_sac_multiinput" in raw:
+        ratios["ours_finetune_vs_sb3"] = _median_ratio(raw["ours_finetune"], raw["sb3_sac_multiinput"])
+        ratios["ours_finetune_vs_sb3_cpu"] = _median_ratio(raw_cpu["ours_finetune"], raw_cpu["sb3_sac_multiinput"])
+        ratios["ours_frozen_vs_sb3"] = _median_ratio(raw["ours_frozen"], raw["sb3_sac_multiinput"])
+    ratios["note"] = ("updates/s of the first case over the second, median of per-repeat ratios (_cpu: per CPU "
+                      "second of this process)")
+    return {
+        "unit": "gradient updates per second (critic step + actor and temperature step), sampling included",
+        "image_shape": [size, size, 3], "cameras": list(PIXEL_CAMERAS), "proprio_dim": PROPRIO_DIM,
+        "action_dim": ACTION_DIM, "batch": batch, "hidden": list(HIDDEN),
+        "replay_steps": data.episodes * data.episode_steps, "episode_steps": data.episode_steps,
+        "repeats": repeats, "seconds_per_case": seconds,
+        "frames": "render-like synthetic frames (robot_rl.bench.replay_bench.camera_frames)",
+        "cases": cases, "ratios": ratios, "loadavg_1min": measured["load"],
+        "peer": "stable-baselines3 " + _sb3_version() if peer_case is not None else peer_note,
+    }
 
 
 def _sb3_version() -> str:

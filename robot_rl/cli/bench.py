@@ -43,9 +43,21 @@ def bench_learner(args: argparse.Namespace) -> int:
     problem = device_problem(args.device)
     if problem:
         raise CommandError(f"--device: {problem}")
+    pixels = list(dict.fromkeys(args.pixels or ()))
+    if args.only_pixels and not pixels:
+        raise CommandError("--only-pixels: give the image sizes with --pixels SIZE [SIZE ...]")
+    words = ["bench", "learner", "--repeats", str(args.repeats), "--seconds", f"{args.seconds:g}",
+             "--device", args.device]
+    for flag, values in (("--threads", [args.threads] if args.threads else []), ("--utd", args.utd or []),
+                         ("--widths", args.widths or []), ("--pixels", pixels)):
+        if values:
+            words += [flag, *map(str, values)]
+    if args.only_pixels:
+        words.append("--only-pixels")
     result = run_learner_benchmark(repeats=args.repeats, seconds=args.seconds, device=args.device, threads=args.threads,
-                                   utd=tuple(args.utd or ()), widths=tuple(args.widths or ()))
-    _emit(result, args.json)
+                                   utd=tuple(args.utd or ()), widths=tuple(args.widths or ()), pixels=tuple(pixels),
+                                   only_pixels=args.only_pixels)
+    _emit({"command": _command(words, args.json), **result}, args.json)
     return 0
 
 
@@ -230,7 +242,8 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> None:
                     "each repeat and ratios are medians of per-repeat ratios. Every repeat also measures the "
                     "GFLOP/s of 256x256x256 float32 matrix products and of each update's own products (the "
                     "roofline); FLOPs per update are counted analytically. SB3 is measured when installed "
-                    "(pip install -e '.[bench]').")
+                    "(pip install -e '.[bench]'). --pixels SIZE adds learning from two camera images "
+                    "(pixel_study; --only-pixels: that alone).")
     learner.add_argument("--repeats", type=positive_int, default=5)
     learner.add_argument("--seconds", type=positive_float, default=3.0, help="timed seconds per case and repeat")
     learner.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
@@ -239,6 +252,13 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> None:
                          help="also measure SAC N=2, REDQ N=10 and DroQ with one actor step per U critic steps")
     learner.add_argument("--widths", type=positive_int, nargs="+", metavar="W",
                          help="also measure SAC N=2 and REDQ's schedule with W x W hidden layers")
+    learner.add_argument("--pixels", type=positive_int, nargs="+", metavar="SIZE",
+                         help="also measure learning from two SIZE x SIZE x 3 uint8 cameras + 22-d proprio "
+                              "(pixel_study): our SAC on frozen camera features (agent.encoder.mode frozen), our SAC "
+                              "fine-tuning its conv encoder (mode finetune, DrQ shift) and SB3 SAC's "
+                              "MultiInputPolicy (NatureCNN per camera); updates/s and seconds per 10k updates")
+    learner.add_argument("--only-pixels", action="store_true",
+                         help="measure only the --pixels study, not the state cases and their roofline")
     learner.add_argument("--json", type=Path, metavar="PATH", help="also write the JSON to PATH")
     learner.set_defaults(handler=bench_learner)
 

@@ -33,8 +33,16 @@ def scripted_source(env: Any) -> Any:
         raise CommandError(f"--source scripted: {exc}") from exc
 
 
-# Action sources by --source name (besides "teleop": a device, see robot_rl.cli.teleop).
-ACTION_SOURCES: dict[str, Callable[[Any], Any]] = {"scripted": scripted_source}
+def random_source(env: Any) -> Any:
+    from robot_rl.data.recorder import RandomSource
+
+    return RandomSource(env)
+
+
+# Action sources by --source name (besides "teleop": a device, see robot_rl.cli.teleop): the task's
+# scripted expert, or uniformly random actions (stored as source policy; e.g. failures as the
+# negatives of a success classifier, robot-rl reward train).
+ACTION_SOURCES: dict[str, Callable[[Any], Any]] = {"scripted": scripted_source, "random": random_source}
 TELEOP = "teleop"
 
 
@@ -124,7 +132,8 @@ def _episode_line(outcome: Any) -> str:
 def add_record_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "record", help="record demonstrations into an episode store (*.zarr)",
-        description="Run an action source (the task's scripted expert, or a person on a teleop device: "
+        description="Run an action source (the task's scripted expert, uniformly random actions, or a person on a "
+                    "teleop device: "
                     "--source teleop --teleop DEVICE) in the simulated arm (or, with --set robot.kind=ros2, a "
                     "bridge) and append every episode to a Zarr episode store, created if missing. Teleoperated "
                     "episodes are stored with source human; the device's success / failure button ends an episode "

@@ -42,6 +42,8 @@ def train_command(args: argparse.Namespace) -> int:
         overrides = deep_merge(overrides, {"demos": {"offline_steps": args.offline_steps}})
     if args.teleop is not None:
         overrides = deep_merge(overrides, {"teleop": {"device": args.teleop}})
+    if args.reward is not None:
+        overrides = deep_merge(overrides, {"reward": reward_overrides(args.reward)})
     if args.resume:
         if args.run_dir is None or not (args.run_dir / "config.yaml").is_file():
             raise CommandError("--resume needs --run-dir pointing at an existing run (with config.yaml)")
@@ -84,6 +86,18 @@ def gym_overrides(args: argparse.Namespace) -> dict:
     if args.wrappers:
         section["wrappers"] = list(args.wrappers)
     return {"env": {"gym": section}} if section else {}
+
+
+def reward_overrides(value: str) -> dict[str, str]:
+    """The ``reward`` section from ``--reward env | human | auto | classifier:PATH``."""
+    source, _, path = value.partition(":")
+    if source == "classifier":
+        if not path:
+            raise CommandError("--reward classifier:PATH: name the classifier file (robot-rl reward train --out PATH)")
+        return {"source": "classifier", "classifier": path}
+    if source not in ("env", "human", "auto") or path:
+        raise CommandError(f"--reward: expected env, human, auto or classifier:PATH, got {value!r}")
+    return {"source": source}
 
 
 def run_name(config) -> str:
@@ -187,6 +201,12 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
                             "demonstrations (mixed in at demos.ratio). Success / failure buttons end an episode "
                             "(rewards from them with --set reward.source=human, the default on robot kind ros2). "
                             "Device settings: --set teleop.KEY=VALUE")
+    train.add_argument("--reward", metavar="SOURCE",
+                       help="where the reward comes from (reward.source): env (the task's), human (a teleop device's "
+                            "success / failure buttons), classifier:PATH (a success classifier on the camera frames, "
+                            "robot-rl reward train; threshold and hold with --set reward.threshold=P "
+                            "reward.hold_steps=K; in simulation the task's own success is logged beside it) or auto "
+                            "(default: human on robot kind ros2 with --teleop, else env)")
     train.add_argument("--run-dir", type=Path, metavar="DIR", help="default: runs/<task or env id>_<algo>_<time>")
     train.add_argument("--resume", action="store_true",
                        help="continue the run in --run-dir from its last checkpoint and replay store")

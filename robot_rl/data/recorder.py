@@ -63,6 +63,25 @@ class ScriptedSource:
         return self._expert.act(observation)
 
 
+class RandomSource:
+    """Uniformly random actions from a seeded copy of the env's action space, stored with source
+    ``policy`` (a random policy): failed episodes, e.g. the negatives of a success classifier."""
+
+    source = "policy"
+
+    def __init__(self, env: Any, seed: int = 0) -> None:
+        import copy
+
+        self._space = copy.deepcopy(env.action_space)
+        self._space.seed(seed)
+
+    def reset(self) -> None:
+        """Random actions carry no episode state."""
+
+    def act(self, observation: Observation) -> np.ndarray:
+        return self._space.sample()
+
+
 def recording_attrs(env: Any) -> dict[str, Any]:
     """Root attributes of a store recorded from ``env`` (an ``ArmEnv``, possibly wrapped):
     control rate, task name, the full env config and the robot's name. For another gymnasium env

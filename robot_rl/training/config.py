@@ -85,10 +85,21 @@ class RunTeleopConfig(TeleopConfig):
 @dataclass(frozen=True)
 class RewardConfig(CheckedConfig):
     """Where the reward comes from: ``env`` (the task's), ``human`` (the success / failure buttons
-    of the teleop device: 1 on the last step of a success, terminal on either label), ``auto``:
-    ``human`` on a real arm (robot kind ros2 with a teleop device), else ``env``."""
+    of the teleop device: 1 on the last step of a success, terminal on either label),
+    ``classifier`` (a success classifier on the camera frames, ``robot-rl reward train``: 1 while
+    it says success; :mod:`robot_rl.vision.reward_env`), ``auto``: ``human`` on a real arm (robot
+    kind ros2 with a teleop device), else ``env``."""
 
-    source: Literal["auto", "env", "human"] = "auto"
+    source: Literal["auto", "env", "human", "classifier"] = "auto"
+    classifier: str = ""  # the classifier file (reward.source classifier)
+    threshold: float | None = bounded(None, gt=0, lt=1)  # p(success) needed; default: the file's
+    hold_steps: int | None = bounded(None, ge=1)  # consecutive steps p ≥ threshold; default: the file's
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.source == "classifier" and not self.classifier:
+            raise FieldError("classifier", "reward.source classifier needs the classifier file "
+                                           "(robot-rl train --reward classifier:PATH)")
 
 
 @dataclass(frozen=True)
@@ -130,6 +141,9 @@ class TrainConfig:
         if self.teleop.device and gym.id:
             raise ConfigError(f"teleop.device: a teleop device drives this project's arm, not the gymnasium env "
                               f"{gym.id!r}")
+        if self.reward_source == "classifier" and self.her.strategy != "none":
+            raise ConfigError("her.strategy: hindsight relabelling recomputes the env's reward, but reward.source is "
+                              "classifier; set her.strategy: none")
         if self.reward_source == "human":
             if not self.teleop.device:
                 raise ConfigError("reward.source: human rewards come from a teleop device's success / failure "

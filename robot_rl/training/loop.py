@@ -43,7 +43,7 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +121,25 @@ def make_env(config: TrainConfig, robot: Robot | None = None) -> gym.Env:
     return env
 
 
+def make_training_env(config: TrainConfig, robot: Robot | None = None) -> gym.Env:
+    """The env training episodes run in: :func:`make_env`'s, with the reward of a success
+    classifier when ``reward.source`` is ``classifier`` (the task then neither rewards nor ends
+    an episode on the simulator's success; evaluations still report it)."""
+    if config.reward_source != "classifier":
+        return make_env(config, robot)
+    from robot_rl.vision.reward_classifier import ClassifierReward
+    from robot_rl.vision.reward_env import ClassifierRewardEnv
+
+    task = replace(config.env.task, terminate_on_success=False)
+    env = make_env(replace(config, env=replace(config.env, task=task)), robot)
+    try:
+        reward = ClassifierReward.load(config.reward.classifier, config.reward.threshold, config.reward.hold_steps)
+        return ClassifierRewardEnv(env, reward, config.env.task.terminate_on_success)
+    except BaseException:
+        env.close()
+        raise
+
+
 def _make_gym_env(config: TrainConfig, robot: Robot | None) -> gym.Env:
     if robot is not None:
         raise ValueError(f"a robot drives this project's arm env, not the gymnasium env {config.env.gym.id!r}")
@@ -186,7 +205,7 @@ class Trainer:
             raise RunDirError(f"{seed_dir} already holds a run; pass --resume to continue it or choose another --run-dir")
         if config.train.torch_threads > 0:
             torch.set_num_threads(config.train.torch_threads)
-        self.env = make_env(config, robot)
+        self.env = make_training_env(config, robot)
         self.eval_env = make_env(config)
         # Seed before the learner exists: its initial weights come from torch's global generator,
         # which torch seeds differently in every process.
@@ -356,7 +375,7 @@ class Trainer:
         reported = {"success": float(success)} if rollout.success_reported else {}  # a gymnasium env may give none
         self.logger.log("episodes", counters.env_steps, {"return": total, **reported,
                                                          "length": episode.length, "episode": counters.episodes,
-                                                         **interventions})
+                                                         **interventions, **self._env_episode_log()})
         # episodes: the committed count (commit record), what a kill cannot take back; the
         # episode just ended is usually still queued for the writer.
         bar.set_postfix(episodes=self.store.n_episodes,
@@ -364,6 +383,14 @@ class Trainer:
                         ret=f"{np.mean([r for r, _ in self._recent]):.1f}",
                         **({"interv": f"{interventions['intervention_rate']:.2f}"} if interventions else {}),
                         refresh=False)
+
+    def _env_episode_log(self) -> dict[str, float]:
+        """Columns a wrapper of the training env adds to ``episodes.csv`` (its ``episode_log()``,
+        e.g. a reward classifier's mistakes against the simulator's success)."""
+        try:
+            return dict(self.env.get_wrapper_attr("episode_log")())
+        except AttributeError:
+            return {}
 
     def _interventions(self, episode: Any, label: str | None, bar: tqdm) -> dict[str, float]:
         """A run with a teleop device: the episode's intervened segments join the demonstrations

@@ -69,18 +69,18 @@ def to_float(images: torch.Tensor) -> torch.Tensor:
 
 
 def random_shift(images: torch.Tensor, pad: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """DrQ's augmentation: pad by ``pad`` pixels (edge replicated), crop back at a random integer
-    offset per sample. float ``(B, C, H, W)`` in, same shape out; one gather for the whole batch."""
+    """DrQ's augmentation: shift each image by a random integer offset in [−pad, pad] per axis,
+    repeating the edge pixels (the same as padding by ``pad`` with edge replication and cropping
+    back). Channels-last ``(B, H, W, C)`` of any dtype in and out, so it runs on the uint8 frames,
+    before they become float: one gather for the whole batch."""
     if pad <= 0:
         return images
-    batch, _, height, width = images.shape
-    padded = F.pad(images, (pad, pad, pad, pad), mode="replicate")
-    shift = torch.randint(0, 2 * pad + 1, (batch, 2), device=images.device, generator=generator)
-    rows = (torch.arange(height, device=images.device) + shift[:, :1])  # (B, H)
-    cols = (torch.arange(width, device=images.device) + shift[:, 1:])  # (B, W)
+    batch, height, width = images.shape[:3]
+    shift = torch.randint(-pad, pad + 1, (batch, 2), device=images.device, generator=generator)
+    rows = (torch.arange(height, device=images.device) + shift[:, :1]).clamp_(0, height - 1)  # (B, H)
+    cols = (torch.arange(width, device=images.device) + shift[:, 1:]).clamp_(0, width - 1)  # (B, W)
     batch_index = torch.arange(batch, device=images.device)[:, None, None]
-    # advanced indexing on (B, C, H+2p, W+2p) → (B, H, W, C); back to channels-first
-    return padded.permute(0, 2, 3, 1)[batch_index, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+    return images[batch_index, rows[:, :, None], cols[:, None, :]]
 
 
 class SpatialSoftmax(nn.Module):
@@ -216,10 +216,10 @@ class ImageEncoder(nn.Module):
         augment = self.training if augment is None else augment
         features = []
         for key, encoder in self.cameras.items():
-            images = to_float(observation[key])
+            images = observation[key]
             if augment and self.augment_pad:
                 images = random_shift(images, self.augment_pad)
-            features.append(encoder(images))
+            features.append(encoder(to_float(images)))
         return torch.cat(features, dim=-1)
 
 
