@@ -285,3 +285,17 @@ def test_training_with_a_classifier_reward_logs_the_true_success(tmp_path):
     rows = list(csv.DictReader(open(tmp_path / "run" / "seed_0" / "logs" / "episodes.csv")))
     assert rows and all(float(row["return"]) == 0.0 for row in rows)  # the classifier never says success
     assert {"true_success", "classifier_fpr"} <= set(rows[0])
+
+
+def test_a_frame_that_changes_shape_or_dtype_mid_run_is_named():
+    config = AgentConfig(hidden_sizes=(32, 32), encoder=EncoderConfig(mode="finetune", channels=8, feature_dim=16))
+    agent = make_agent(pixel_space(), spaces.Box(-1, 1, (4,), np.float32), config)
+    observation = {"ee_pos": np.zeros(3, np.float32),
+                   **{key: np.zeros((SIZE, SIZE, 3), np.uint8) for key in CAMERAS}}
+    agent.act(observation)
+    with pytest.raises(EncoderMismatchError, match=r"'image_wrist' is \(16, 16, 3\)"):
+        agent.act({**observation, "image_wrist": np.zeros((16, 16, 3), np.uint8)})
+    with pytest.raises(EncoderMismatchError, match="'image_scene' is float32"):
+        agent.act({**observation, "image_scene": np.zeros((SIZE, SIZE, 3), np.float32)})
+    with pytest.raises(EncoderMismatchError, match="camera 'image_scene' is missing"):
+        agent.act({key: value for key, value in observation.items() if key != "image_scene"})

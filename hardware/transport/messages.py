@@ -59,6 +59,7 @@ PROJECT_MESSAGE_TYPES: tuple[str, ...] = (
     "sensor_msgs/msg/Joy",
     "geometry_msgs/msg/PoseStamped",
     "geometry_msgs/msg/PoseArray",
+    "geometry_msgs/msg/Twist",
     "geometry_msgs/msg/TwistStamped",
     "trajectory_msgs/msg/JointTrajectory",
     "rosgraph_msgs/msg/Clock",

@@ -112,7 +112,12 @@ class ObservationEncoder(nn.Module):
         vectors = torch.as_tensor(flat, device=device).unsqueeze(0)
         if self.images is None:
             return vectors
-        frames = {key: torch.as_tensor(np.asarray(obs[key]), device=device).unsqueeze(0) for key in self.images.spec.cameras}
+        from robot_rl.vision.encoders import check_images  # loaded already: the encoder is one
+
+        arrays = {key: np.asarray(obs[key]) for key in self.images.spec.cameras if key in obs}
+        check_images(self.images.spec, {key: array.shape for key, array in arrays.items()},
+                     {key: str(array.dtype) for key, array in arrays.items()}, "this step's observation")
+        frames = {key: torch.as_tensor(array, device=device).unsqueeze(0) for key, array in arrays.items()}
         return torch.cat([vectors, self.images(frames, augment=False)], dim=-1)
 
 
