@@ -167,3 +167,25 @@ class CameraRobot(Robot, Protocol):
 
         Raises ``ValueError`` for a camera (or, where the robot cannot resample, a size) it does
         not provide."""
+
+
+@runtime_checkable
+class RandomizableRobot(Robot, Protocol):
+    """A :class:`Robot` whose physics (and, for pixel runs, looks) can be changed per episode
+    (optional capability, used by :class:`robot_rl.envs.randomization.DomainRandomization`).
+
+    Parameters are named floats: *scale factors* of the nominal model (1.0 = nominal), or
+    *offsets* (0.0 = nominal). :meth:`dynamics_defaults` lists every name the robot accepts with
+    its nominal value. A simulated arm implements it; a physical arm does not (its physics are
+    what they are), so physics randomisation on it is a configuration error.
+    """
+
+    def dynamics_defaults(self) -> dict[str, float]:
+        """Every parameter name this robot accepts → its nominal value (1.0 scales, 0.0 offsets)."""
+
+    def set_dynamics(self, params: Mapping[str, float]) -> None:
+        """Restore the nominal model, then apply ``params`` (names from :meth:`dynamics_defaults`;
+        a name left out stays nominal), so successive calls never compound. Call it before
+        :meth:`Robot.reset` so the new physics hold from the first step of the episode.
+
+        Raises ``ValueError`` for an unknown name, a non-finite value or a scale <= 0."""

@@ -1,5 +1,6 @@
 """``SimArm``: the MuJoCo arm implementing the :class:`robot_rl.robot.Robot` protocol (and its
-:class:`~robot_rl.robot.CameraRobot` capability); :func:`make_sim_arm` is robot kind ``sim``."""
+:class:`~robot_rl.robot.CameraRobot` and :class:`~robot_rl.robot.RandomizableRobot`
+capabilities); :func:`make_sim_arm` is robot kind ``sim``."""
 
 from __future__ import annotations
 
@@ -30,6 +31,26 @@ VELOCITY_LIMITS = np.array([2.175, 2.175, 2.175, 2.175, 2.61, 2.61, 2.61])
 HOME = np.array([0.0, -0.3, 0.0, -2.2, 0.0, 1.9, 0.785])
 GRIPPER_MAX_WIDTH = 0.08
 SCENES = ("reach", "push", "pick", "peg", "lift")  # lift: the pick scene (scene_lift.xml includes it)
+# Parameters of SimArm.set_dynamics (RandomizableRobot) → nominal value. Scales multiply the
+# model's nominal value; offsets (camera_x/y/z, metres) are added to it.
+DYNAMICS_DEFAULTS: dict[str, float] = {
+    "friction": 1.0,  # sliding friction of every geom (so of every contact: MuJoCo takes the max of a pair)
+    "object_mass": 1.0,  # mass and inertia of the free objects (cube, peg)
+    "object_size": 1.0,  # collision/visual size of the free objects (tasks assume nominal sizes)
+    "joint_damping": 1.0,  # damping of the 7 arm joints
+    "joint_armature": 1.0,  # armature (reflected rotor inertia) of the 7 arm joints
+    "controller_kp": 1.0,  # stiffness of the inner controller's servos (joint and Cartesian)
+    "controller_kd": 1.0,  # damping of the inner controller's servos (joint and Cartesian)
+    "camera_fovy": 1.0,  # vertical field of view of every camera
+    "camera_x": 0.0,  # m, offset of every camera's position in its parent body's frame
+    "camera_y": 0.0,
+    "camera_z": 0.0,
+    "light": 1.0,  # diffuse intensity of every light and the headlight
+    "object_r": 1.0,  # colour channels of the free objects (clipped to [0, 1])
+    "object_g": 1.0,
+    "object_b": 1.0,
+}
+DYNAMICS_OFFSETS = frozenset({"camera_x", "camera_y", "camera_z"})
 
 
 class RenderingUnavailableError(RuntimeError):
@@ -117,6 +138,7 @@ class SimArm:
         for b in range(m.nbody):
             if m.body_mocapid[b] >= 0:
                 self._mocap_objects[m.body(b).name] = m.body_mocapid[b]
+        self._nominal = self._nominal_model()  # what set_dynamics restores before applying scales
         self.cameras = dict(cameras or {})
         unknown = sorted(set(self.cameras) - set(self.spec.cameras))
         if unknown:
@@ -220,6 +242,71 @@ class SimArm:
         for renderer in self._renderers.values():
             renderer.close()
         self._renderers.clear()
+
+    # ------------------------------------------------------------------ RandomizableRobot
+    def dynamics_defaults(self) -> dict[str, float]:
+        """Every :meth:`set_dynamics` parameter → its nominal value (:data:`DYNAMICS_DEFAULTS`)."""
+        return dict(DYNAMICS_DEFAULTS)
+
+    def set_dynamics(self, params: Mapping[str, float]) -> None:
+        """Restore the nominal model, then apply ``params`` (see :data:`DYNAMICS_DEFAULTS`; names
+        left out stay nominal). Takes effect at the next physics step; call it before
+        :meth:`reset` so objects settle under the new physics. ``object_size`` changes collision
+        geometry the tasks' success checks assume (cube half-size, peg length): keep it near 1.
+
+        Raises ``ValueError`` for an unknown name, a non-finite value or a scale <= 0; the model
+        is left unchanged then."""
+        values = dict(DYNAMICS_DEFAULTS)
+        for name, value in params.items():
+            if name not in DYNAMICS_DEFAULTS:
+                raise ValueError(f"unknown dynamics parameter {name!r}; SimArm accepts {', '.join(DYNAMICS_DEFAULTS)}")
+            value = float(value)
+            if not np.isfinite(value) or (name not in DYNAMICS_OFFSETS and value <= 0):
+                raise ValueError(f"dynamics parameter {name!r} must be a finite "
+                                 f"{'number' if name in DYNAMICS_OFFSETS else 'scale > 0'}, got {value!r}")
+            values[name] = value
+        m, n = self.model, self._nominal
+        objects, arm_dofs = n["object_geoms"], self._dof_idx
+        m.geom_friction[:, 0] = n["geom_friction"] * values["friction"]
+        m.body_mass[n["object_bodies"]] = n["body_mass"] * values["object_mass"]
+        m.body_inertia[n["object_bodies"]] = n["body_inertia"] * values["object_mass"]
+        size = values["object_size"]
+        m.geom_size[objects] = n["geom_size"] * size
+        m.geom_rbound[objects] = n["geom_rbound"] * size
+        m.geom_aabb[objects] = n["geom_aabb"] * size
+        m.dof_damping[arm_dofs] = n["dof_damping"] * values["joint_damping"]
+        m.dof_armature[arm_dofs] = n["dof_armature"] * values["joint_armature"]
+        for group, (gain, bias) in n["gains"].items():
+            gain, bias = gain.copy(), bias.copy()
+            gain[:, 0] *= values["controller_kp"]
+            bias[:, 1] *= values["controller_kp"]  # position servo: bias = -kp·q - kv·q̇
+            bias[:, 2] *= values["controller_kd"]
+            self.controller._gains[group] = (gain, bias)
+        mode, self.controller.mode = self.controller.mode, ""
+        self.controller.use(mode)  # write the active group's new gains into the model
+        m.cam_fovy[:] = n["cam_fovy"] * values["camera_fovy"]
+        m.cam_pos[:] = n["cam_pos"] + np.array([values["camera_x"], values["camera_y"], values["camera_z"]])
+        m.light_diffuse[:] = n["light_diffuse"] * values["light"]
+        m.vis.headlight.diffuse[:] = n["headlight_diffuse"] * values["light"]
+        rgb = np.array([values["object_r"], values["object_g"], values["object_b"]])
+        m.geom_rgba[objects, :3] = np.clip(n["geom_rgb"] * rgb, 0.0, 1.0)
+
+    def _nominal_model(self) -> dict[str, object]:
+        """Copies of the model values :meth:`set_dynamics` changes, as loaded."""
+        m = self.model
+        bodies = np.array([m.body(name).id for name in self._free_objects], dtype=int)
+        geoms = np.array([g for g in range(m.ngeom) if m.geom_bodyid[g] in set(bodies.tolist())], dtype=int)
+        return {
+            "object_bodies": bodies, "object_geoms": geoms,
+            "geom_friction": m.geom_friction[:, 0].copy(),
+            "body_mass": m.body_mass[bodies].copy(), "body_inertia": m.body_inertia[bodies].copy(),
+            "geom_size": m.geom_size[geoms].copy(), "geom_rbound": m.geom_rbound[geoms].copy(),
+            "geom_aabb": m.geom_aabb[geoms].copy(), "geom_rgb": m.geom_rgba[geoms, :3].copy(),
+            "dof_damping": m.dof_damping[self._dof_idx].copy(), "dof_armature": m.dof_armature[self._dof_idx].copy(),
+            "gains": {group: (gain.copy(), bias.copy()) for group, (gain, bias) in self.controller._gains.items()},
+            "cam_fovy": m.cam_fovy.copy(), "cam_pos": m.cam_pos.copy(),
+            "light_diffuse": m.light_diffuse.copy(), "headlight_diffuse": m.vis.headlight.diffuse.copy(),
+        }
 
     # ------------------------------------------------------------------ simulation
     def render(self, camera: str, height: int, width: int, shadows: bool = True) -> np.ndarray:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from robot_rl.data.schema import OPTIONAL_STEP_FEATURES
+from robot_rl.data.schema import OPTIONAL_STEP_FEATURES, RANDOMIZATION
 from robot_rl.data.store import EpisodeStore, FeatureSpec, SpecMismatchError, StoreError, features_from_spaces
 
 if TYPE_CHECKING:
@@ -103,7 +103,8 @@ def spec_differences(store: EpisodeStore, env: Any, rename: Mapping[str, str] | 
     (an ``ArmEnv``, possibly wrapped), one readable sentence each; empty when they fit. A
     derived feature (:func:`derived_features`) the store lacks is no difference when the store
     has its inputs: loading computes it."""
-    have = renamed_features(store, rename)
+    # the episode's domain-randomisation parameters describe how it was recorded, not what the env observes
+    have = {name: spec for name, spec in renamed_features(store, rename).items() if name != RANDOMIZATION}
     want = features_from_spaces(env.observation_space, env.action_space)
     computable = {key for key, derive in derived_features(env).items()
                   if key not in have and all(name in have for name in derive.inputs)}

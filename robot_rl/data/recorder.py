@@ -22,8 +22,8 @@ import numpy as np
 
 from robot_rl.config import to_dict
 from robot_rl.data.compat import adapted_env_info, check_spec
-from robot_rl.data.schema import INTERVENTION, StoreError, with_interventions
-from robot_rl.data.store import EpisodeStore, features_from_spaces
+from robot_rl.data.schema import INTERVENTION, RANDOMIZATION, StoreError, with_interventions
+from robot_rl.data.store import EpisodeStore, FeatureSpec, features_from_spaces
 
 Observation = Mapping[str, np.ndarray]
 
@@ -95,6 +95,24 @@ def recording_attrs(env: Any) -> dict[str, Any]:
             "env": to_dict(base.config), "robot": base.robot.spec.name}
 
 
+def episode_parameter_features(env: Any) -> dict[str, FeatureSpec]:
+    """The store feature of ``env``'s per-episode domain-randomisation parameters
+    (:class:`robot_rl.envs.randomization.DomainRandomization`; every step of an episode carries
+    its episode's vector, which compresses to almost nothing), or none."""
+    from robot_rl.envs.randomization import find_randomization
+
+    randomization = find_randomization(env)
+    return {} if randomization is None else {RANDOMIZATION: FeatureSpec(**randomization.feature_spec())}
+
+
+def episode_parameters(env: Any) -> dict[str, np.ndarray]:
+    """This episode's values of :func:`episode_parameter_features` (call after ``reset``)."""
+    from robot_rl.envs.randomization import find_randomization
+
+    randomization = find_randomization(env)
+    return {} if randomization is None else {RANDOMIZATION: randomization.parameter_vector()}
+
+
 def open_recording_store(path: str | os.PathLike[str], env: Any, interventions: bool = False) -> EpisodeStore:
     """Open the store at ``path`` for appending, or create it with ``env``'s features (plus the
     per-step ``intervention`` flag when ``interventions``: a run with a teleop device).
@@ -104,7 +122,7 @@ def open_recording_store(path: str | os.PathLike[str], env: Any, interventions: 
     it may have or lack the ``intervention`` flag (steps appended without it get False), except
     that ``interventions`` needs a store that has it (:class:`~robot_rl.data.StoreError`).
     """
-    features = features_from_spaces(env.observation_space, env.action_space)
+    features = {**features_from_spaces(env.observation_space, env.action_space), **episode_parameter_features(env)}
     if interventions:
         features = with_interventions(features)
     if os.path.exists(path):

@@ -51,6 +51,9 @@ IMAGE_CHUNK = 8
 RESERVED_ATTRS = frozenset({"format", "schema_version", "features", "obs_keys", "sources", "tasks", "commit"})
 TRANSITION_FEATURES = ("action", "reward", "terminated")  # the step features that are not observations
 INTERVENTION = "intervention"
+# Step feature of runs with domain randomisation: the episode's drawn parameters (float32, names
+# in its spec), the same on every step of the episode; not an observation (learners never see it).
+RANDOMIZATION = "randomization"
 
 
 class StoreError(RuntimeError):

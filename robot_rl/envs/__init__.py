@@ -16,7 +16,8 @@ import gymnasium as gym
 
 from robot_rl.config import deep_merge
 from robot_rl.envs.arm_env import ArmEnv, NonFiniteStateError, RenderingNotSupportedError
-from robot_rl.envs.config import ENV_IDS, TASKS, EnvConfig, load_env_config
+from robot_rl.envs.config import ENV_IDS, TASKS, EnvConfig, RandomizationConfig, load_env_config
+from robot_rl.envs.randomization import DomainRandomization, find_randomization
 from robot_rl.envs.robots import make_robot, register_robot_kind, robot_kinds, unregister_robot_kind
 from robot_rl.envs.wrappers import FlattenState, GoalObservation
 from robot_rl.robot import Robot
@@ -34,7 +35,9 @@ def make_arm_env(
     goal_observation: bool = False,
 ) -> gym.Env:
     """Entry point behind every registered id; returns ``TimeLimit(ArmEnv)``, wrapped in
-    :class:`GoalObservation` when ``goal_observation`` (goal tasks only).
+    :class:`GoalObservation` when ``goal_observation`` (goal tasks only). With
+    ``randomization.enabled`` the order is ``TimeLimit(DomainRandomization(ArmEnv))`` (the
+    goal wrapper then sees the noisy observations, so its achieved goal is noisy too).
 
     ``config`` is an :class:`EnvConfig` or a YAML path layered over the task's defaults;
     ``overrides`` is a nested dict (``{"control": {"use_yaw": True}}``); ``reward_type``,
@@ -60,7 +63,14 @@ def make_arm_env(
         env_config = from_dict(EnvConfig, deep_merge(to_dict(config), merged), "overrides")
     else:
         env_config = load_env_config(task, config, deep_merge(merged, {"task": {"name": task}}))
-    env = ArmEnv(env_config, robot=robot, render_mode=render_mode)
+    env: gym.Env = ArmEnv(env_config, robot=robot, render_mode=render_mode)
+    if env_config.randomization.enabled:
+        try:
+            env = DomainRandomization(env, env_config.randomization)
+        except Exception:
+            if robot is None:  # built here: release it
+                env.close()
+            raise
     limited = gym.wrappers.TimeLimit(env, max_episode_steps=env_config.task.max_episode_steps)
     if not goal_observation:
         return limited
@@ -78,6 +88,6 @@ def register_envs() -> None:
                          disable_env_checker=False)
 
 
-__all__ = ["ArmEnv", "EnvConfig", "FlattenState", "GoalObservation", "NonFiniteStateError", "RenderingNotSupportedError", "ENV_IDS",
+__all__ = ["ArmEnv", "DomainRandomization", "EnvConfig", "RandomizationConfig", "find_randomization", "FlattenState", "GoalObservation", "NonFiniteStateError", "RenderingNotSupportedError", "ENV_IDS",
            "TASKS", "load_env_config", "make_arm_env", "make_robot", "register_envs", "register_robot_kind",
            "robot_kinds", "unregister_robot_kind"]

@@ -7,6 +7,8 @@ and the file they came from.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import re
 from dataclasses import dataclass, field
 from importlib import resources
@@ -181,12 +183,97 @@ class GymEnvConfig(CheckedConfig):
             raise FieldError("kwargs", f"keyword names must be strings, got {list(self.kwargs)}")
 
 
+PROPRIO_KEYS = ("joint_pos", "joint_vel", "ee_pos", "ee_quat", "gripper_width")
+
+# Ranges of RandomizationConfig whose parameters the robot applies (RandomizableRobot.set_dynamics):
+# config field → robot parameter names (one value drawn per name) and their nominal value.
+ROBOT_RANGES: dict[str, tuple[tuple[str, ...], float]] = {
+    "friction": (("friction",), 1.0),
+    "object_mass": (("object_mass",), 1.0),
+    "object_size": (("object_size",), 1.0),
+    "joint_damping": (("joint_damping",), 1.0),
+    "joint_armature": (("joint_armature",), 1.0),
+    "controller_kp": (("controller_kp",), 1.0),
+    "controller_kd": (("controller_kd",), 1.0),
+    "camera_fovy": (("camera_fovy",), 1.0),
+    "camera_position": (("camera_x", "camera_y", "camera_z"), 0.0),
+    "light": (("light",), 1.0),
+    "object_color": (("object_r", "object_g", "object_b"), 1.0),
+}
+
+
+def _scale(low: float, high: float) -> Any:
+    return bounded((low, high), gt=0)
+
+
+@dataclass(frozen=True)
+class RandomizationConfig(CheckedConfig):
+    """Domain randomisation, one draw per episode (:mod:`robot_rl.envs.randomization`).
+
+    Every range is an explicit ``[low, high]``, drawn uniformly at each reset (``[v, v]``: always
+    ``v``). Physics and looks are *scale factors* of the robot's nominal model (``[1, 1]``: off)
+    except ``camera_position`` (metres added to each axis of every camera's position); they
+    need a robot with the ``RandomizableRobot`` capability (the MuJoCo arm; not a physical arm,
+    where they must stay ``[1, 1]``/``[0, 0]``). The defaults are a moderate ±30 % on physics,
+    ±20 % on controller gains, small camera/light/colour jitter, 0–1 control periods of latency
+    and noise of a few mm / mrad; ``object_size`` is off because the tasks' success checks
+    assume the nominal cube and peg sizes. A mapping given for ``observation_noise`` or
+    ``observation_bias`` replaces the default one (list every key to be noised; ``{}``: none).
+    """
+
+    enabled: bool = False
+    # Physics (scales).
+    friction: tuple[float, float] = _scale(0.7, 1.3)  # sliding friction of every contact
+    object_mass: tuple[float, float] = _scale(0.7, 1.3)  # mass and inertia of the free objects
+    object_size: tuple[float, float] = _scale(1.0, 1.0)  # size of the free objects (off)
+    joint_damping: tuple[float, float] = _scale(0.7, 1.3)  # arm joints
+    joint_armature: tuple[float, float] = _scale(0.7, 1.3)  # arm joints
+    controller_kp: tuple[float, float] = _scale(0.8, 1.2)  # inner controller stiffness
+    controller_kd: tuple[float, float] = _scale(0.8, 1.2)  # inner controller damping
+    # Looks, for pixel runs (scales, except camera_position in metres per axis).
+    camera_fovy: tuple[float, float] = _scale(0.95, 1.05)
+    camera_position: tuple[float, float] = bounded((-0.01, 0.01), ge=-0.1, le=0.1)  # jitter, not a new view
+    light: tuple[float, float] = _scale(0.7, 1.3)  # diffuse light intensity
+    object_color: tuple[float, float] = _scale(0.8, 1.2)  # each RGB channel of the objects
+    # Actions: latency in whole control periods (a FIFO; the first k steps execute the hold
+    # action) and Gaussian noise of the given standard deviation in action units (clipped to [-1, 1]).
+    action_latency: tuple[int, int] = bounded((0, 1), ge=0)
+    action_noise: tuple[float, float] = bounded((0.0, 0.05), ge=0)
+    # Observations, per key (proprioception by default; task keys only if listed here, images
+    # never): the standard deviation of per-step Gaussian noise, and a per-episode bias drawn
+    # element-wise, both in the key's units.
+    observation_noise: dict[str, tuple[float, float]] = field(default_factory=lambda: {
+        "joint_pos": (0.0, 0.002), "joint_vel": (0.0, 0.02), "ee_pos": (0.0, 0.002),
+        "ee_quat": (0.0, 0.002), "gripper_width": (0.0, 0.001)})
+    observation_bias: dict[str, tuple[float, float]] = field(default_factory=lambda: {
+        "joint_pos": (-0.005, 0.005), "joint_vel": (-0.01, 0.01), "ee_pos": (-0.003, 0.003),
+        "ee_quat": (-0.005, 0.005), "gripper_width": (-0.002, 0.002)})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for spec in dataclasses.fields(self):
+            value = getattr(self, spec.name)
+            ranges = value.items() if isinstance(value, dict) else [(None, value)] if isinstance(value, tuple) else []
+            for key, pair in ranges:
+                name = spec.name if key is None else f"{spec.name}.{key}"
+                if len(pair) != 2:
+                    raise FieldError(name, f"expected [low, high], got {list(pair)}")
+                if not all(math.isfinite(v) for v in pair):
+                    raise FieldError(name, f"must be finite numbers, got {list(pair)}")
+                if pair[0] > pair[1]:
+                    raise FieldError(name, f"low must be <= high, got {list(pair)}")
+                if spec.name == "observation_noise" and pair[0] < 0:
+                    raise FieldError(name, f"a noise standard deviation must be >= 0, got {list(pair)}")
+
+
 @dataclass(frozen=True)
 class EnvConfig:
     task: TaskConfig = field(default_factory=TaskConfig)
     control: ControlConfig = field(default_factory=ControlConfig)
     observation: ObservationConfig = field(default_factory=ObservationConfig)
     robot: RobotConfig = field(default_factory=RobotConfig)
+    # Per-episode domain randomisation (off by default); see RandomizationConfig.
+    randomization: RandomizationConfig = field(default_factory=RandomizationConfig)
     # A gymnasium env id (and how to make it); when set, the sections above are ignored for
     # making the env (robot_rl.training.loop.make_env).
     gym: GymEnvConfig = field(default_factory=GymEnvConfig)

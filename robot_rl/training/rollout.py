@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from robot_rl.data import TRANSITION_FEATURES, EpisodeStore
-from robot_rl.data.recorder import ActionSource, Observation
+from robot_rl.data.recorder import ActionSource, Observation, episode_parameters
 from robot_rl.envs.arm_env import checked_action
 from robot_rl.robot import RobotError
 
@@ -146,6 +146,7 @@ def run_episode(env: Any, source: ActionSource, seed: int | None, *, store: Epis
     rendering). On any exception the in-flight episode is discarded from the store.
     """
     obs, info = reset_env(env, seed, recovery)
+    recorded = episode_parameters(env) if store is not None else {}  # e.g. domain-randomisation draws
     if on_reset is not None:
         on_reset(info)
     source.reset()
@@ -170,7 +171,7 @@ def run_episode(env: Any, source: ActionSource, seed: int | None, *, store: Epis
                 recovery.report(RobotEvent("step", exc))
                 return Rollout(seed, steps, total, False, obs, robot_error=exc, clipped_steps=clipped)
             if store is not None:
-                store.append_step(transition(obs, action, reward, terminated))
+                store.append_step({**transition(obs, action, reward, terminated), **recorded})
             obs, total, steps = next_obs, total + float(reward), steps + 1
             if on_step is not None:
                 on_step(info)
