@@ -299,3 +299,21 @@ def test_a_frame_that_changes_shape_or_dtype_mid_run_is_named():
         agent.act({**observation, "image_scene": np.zeros((SIZE, SIZE, 3), np.float32)})
     with pytest.raises(EncoderMismatchError, match="camera 'image_scene' is missing"):
         agent.act({key: value for key, value in observation.items() if key != "image_scene"})
+
+
+def test_frame_stack_keeps_the_last_frames_oldest_first(make_env):
+    env = make_env("lift", overrides={"observation": {**PIXELS, "frame_stack": 3}})
+    assert env.observation_space["image_wrist"].shape == (SIZE, SIZE, 9)
+    observation, _ = env.reset(seed=0)
+    first = observation["image_wrist"]
+    assert np.array_equal(first[..., :3], first[..., 3:6]) and np.array_equal(first[..., 3:6], first[..., 6:])
+    frames = [first[..., 6:]]
+    for _ in range(3):
+        observation, *_ = env.step(np.array([0.0, 0.0, 1.0, 1.0], np.float32))  # the view changes as it rises
+        frames.append(observation["image_wrist"][..., 6:])
+        assert env.observation_space.contains(observation)
+    stacked = observation["image_wrist"]
+    assert all(np.array_equal(stacked[..., 3 * i:3 * i + 3], frames[i + 1]) for i in range(3))
+    assert not np.array_equal(frames[1], frames[3])
+    encoder = ImageEncoder(small_spec(image_shape=(SIZE, SIZE, 9)))  # encoders read the stacked channels
+    assert encoder({key: torch.from_numpy(observation[key])[None] for key in CAMERAS}).shape == (1, 32)

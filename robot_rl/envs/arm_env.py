@@ -29,6 +29,7 @@ turns the vectors into one vector for learners that want it.
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any
 
 import gymnasium as gym
@@ -106,7 +107,8 @@ class ArmEnv(gym.Env):
                 raise ValueError(f"observation.cameras: the robot {spec.name!r} has no camera {missing[0]!r} "
                                  f"(it has {', '.join(spec.cameras) or 'none'})")
             for cam in obs_cfg.cameras:
-                vectors[f"image_{cam}"] = spaces.Box(0, 255, shape=(obs_cfg.image_height, obs_cfg.image_width, 3), dtype=np.uint8)
+                vectors[f"image_{cam}"] = spaces.Box(0, 255, shape=(obs_cfg.image_height, obs_cfg.image_width,
+                                                                    3 * obs_cfg.frame_stack), dtype=np.uint8)
         self.observation_space = spaces.Dict(vectors)
         self._yaw_target = 0.0
         self._position_target = np.zeros(3)
@@ -122,6 +124,8 @@ class ArmEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
         request = self.task.sample_reset(self.np_random, self.robot.spec.home, self.config.robot.home_noise)
+        self._frames: dict[str, deque[np.ndarray]] = {}  # the episode's last frames per camera
+        self._stacked_step = 0
         self._state = self._checked(self.robot.reset(request))
         self._yaw_target = yaw_of_top_down(self._state.ee_quat) if self.config.control.use_yaw else 0.0
         self._position_target = self._state.ee_pos.copy()
@@ -216,6 +220,16 @@ class ArmEnv(gym.Env):
         }
         obs.update({key: value for key, value in self.task.observe(state).items() if key not in self._hidden_keys})
         if self.config.observation.images:
+            stack = self.config.observation.frame_stack
             for cam in self.config.observation.cameras:
-                obs[f"image_{cam}"] = state.images[cam]
+                if stack == 1:
+                    obs[f"image_{cam}"] = state.images[cam]
+                    continue
+                frames = self._frames.get(cam)
+                if frames is None:  # the episode's first frame fills the stack
+                    frames = self._frames[cam] = deque([state.images[cam]] * stack, maxlen=stack)
+                elif self._stacked_step != self._steps:
+                    frames.append(state.images[cam])
+                obs[f"image_{cam}"] = np.concatenate(frames, axis=-1)
+            self._stacked_step = self._steps
         return obs

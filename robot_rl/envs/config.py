@@ -78,6 +78,9 @@ class ObservationConfig(CheckedConfig):
     cameras: tuple[str, ...] = ("scene", "wrist")
     image_height: int = bounded(128, ge=1)  # pixels
     image_width: int = bounded(128, ge=1)
+    # the last k frames of each camera, oldest first, on the channel axis: (H, W, 3k); the first
+    # frame of an episode repeats until k exist. Stores and replay then hold each frame k times.
+    frame_stack: int = bounded(1, ge=1)
     render_height: int = bounded(360, ge=1)  # env.render() frames
     render_width: int = bounded(480, ge=1)
 
