@@ -322,3 +322,26 @@ def test_compile_is_offered_for_sac_without_dropout_only():
         AgentConfig(algo="td3", compile=True)
     with pytest.raises(ConfigError, match="compile"):
         AgentConfig(compile=True, dropout=0.01)
+
+
+def test_observation_normalisation_is_fitted_once_and_checkpointed():
+    from robot_rl.agents import AgentConfig, make_agent
+    from gymnasium import spaces as gym_spaces
+
+    space = gym_spaces.Dict({"a": gym_spaces.Box(-10, 10, (2,), np.float32), "b": gym_spaces.Box(-1, 1, (1,), np.float32)})
+    config = AgentConfig(hidden_sizes=(16, 16), normalize_observations=True)
+    agent = make_agent(space, gym_spaces.Box(-1, 1, (2,), np.float32), config)
+    assert agent.needs_observation_statistics
+    obs = {"a": torch.tensor([[0.0, 5.0], [2.0, 5.0], [4.0, 5.0]]), "b": torch.tensor([[0.01], [0.02], [0.03]])}
+    agent.fit_observation_statistics(obs)
+    assert not agent.needs_observation_statistics
+    normalised = agent.encoder(obs)
+    assert torch.allclose(normalised[:, 0], torch.tensor([-1.0, 0.0, 1.0]))  # mean 2, std 2
+    assert torch.allclose(normalised[:, 1], torch.zeros(3))  # constant: scale floored, no blow-up
+    assert torch.allclose(normalised[:, 2], torch.tensor([-1.0, 0.0, 1.0]), atol=1e-4)  # std 0.01 = the floor
+    clone = make_agent(space, gym_spaces.Box(-1, 1, (2,), np.float32), config)
+    clone.load_state_dict(agent.state_dict())
+    assert not clone.needs_observation_statistics and torch.equal(clone.encoder(obs), normalised)
+    one = agent.encoder.batch_from_numpy({"a": np.array([4.0, 5.0], np.float32), "b": np.array([0.03], np.float32)},
+                                         torch.device("cpu"))
+    assert torch.allclose(one, normalised[2:])

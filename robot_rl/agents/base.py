@@ -95,21 +95,39 @@ class ObservationEncoder(nn.Module):
         else:
             raise TypeError(f"unsupported observation space {observation_space}")
         self.keys = [*self.vector_keys, *(self.images.spec.cameras if self.images is not None else ())]
+        # (x − shift) / scale on the vector part; the identity until fit_statistics
+        vector_dim = self.dim - (self.images.spec.output_dim if self.images is not None else 0)
+        self.register_buffer("shift", torch.zeros(vector_dim))
+        self.register_buffer("scale", torch.ones(vector_dim))
+        self.register_buffer("fitted", torch.tensor(False))
+
+    def vectors(self, obs: Mapping[str, torch.Tensor] | torch.Tensor) -> torch.Tensor:
+        """The vector entries, concatenated and normalised ``(B, vector_dim)``."""
+        flat = obs.flatten(1) if not self.keys else torch.cat([obs[k].flatten(1) for k in self.vector_keys], dim=-1)
+        return (flat - self.shift) / self.scale
+
+    @torch.no_grad()
+    def fit_statistics(self, obs: Mapping[str, torch.Tensor] | torch.Tensor, min_scale: float = 1e-2) -> None:
+        """Normalise the vector entries by the mean and standard deviation (at least ``min_scale``,
+        so a near-constant entry is not blown up into noise) of the batch ``obs``, from now on."""
+        self.shift.zero_()
+        self.scale.fill_(1.0)
+        flat = self.vectors(obs)
+        self.shift.copy_(flat.mean(dim=0))
+        self.scale.copy_(flat.std(dim=0).clamp(min=min_scale))
+        self.fitted.fill_(True)
 
     def forward(self, obs: Mapping[str, torch.Tensor] | torch.Tensor, augment: bool = True) -> torch.Tensor:
-        if not self.keys:
-            return obs.flatten(1)
-        features = [obs[k].flatten(1) for k in self.vector_keys]
-        if self.images is not None:
-            features.append(self.images(obs, augment=augment))
-        return torch.cat(features, dim=-1)
+        if self.images is None:
+            return self.vectors(obs)
+        return torch.cat([self.vectors(obs), self.images(obs, augment=augment)], dim=-1)
 
     def batch_from_numpy(self, obs: Mapping[str, np.ndarray] | np.ndarray, device: torch.device) -> torch.Tensor:
         """Features ``(1, dim)`` of one unbatched observation (never augmented)."""
         if not self.keys:
-            return torch.as_tensor(np.asarray(obs, dtype=np.float32), device=device).reshape(1, -1)
+            return self.vectors(torch.as_tensor(np.asarray(obs, dtype=np.float32), device=device).reshape(1, -1))
         flat = np.concatenate([np.asarray(obs[k], dtype=np.float32).ravel() for k in self.vector_keys])
-        vectors = torch.as_tensor(flat, device=device).unsqueeze(0)
+        vectors = (torch.as_tensor(flat, device=device).unsqueeze(0) - self.shift) / self.scale
         if self.images is None:
             return vectors
         from robot_rl.vision.encoders import check_images  # loaded already: the encoder is one
@@ -229,6 +247,16 @@ class OffPolicyAgent(ABC):
             return self.encoder(obs)
 
     @property
+    def needs_observation_statistics(self) -> bool:
+        """``agent.normalize_observations`` is on and :meth:`fit_observation_statistics` has not run."""
+        return self.config.normalize_observations and not bool(self.encoder.fitted)
+
+    def fit_observation_statistics(self, obs: Mapping[str, torch.Tensor]) -> None:
+        """Fix the observation normalisation from a large sample of the training data (the
+        training loop calls this once, before the first update)."""
+        self.encoder.fit_statistics(obs)
+
+    @property
     def input_keys(self) -> list[str]:
         """The observation entries the learner reads (a replay need keep no others)."""
         return list(self.encoder.keys)
@@ -259,8 +287,8 @@ class OffPolicyAgent(ABC):
     def _modules(self) -> dict[str, Any]:
         """Everything with a state_dict, by name (extended by subclasses)."""
         modules = {"critic": self.critic, "critic_target": self.critic_target, "critic_optimizer": self.critic_optimizer}
-        if self.encoder.images is not None:
-            modules["encoder"] = self.encoder
+        if self.encoder.images is not None or self.config.normalize_observations:
+            modules["encoder"] = self.encoder  # trained weights, or the normalisation statistics
         return modules
 
     def state_dict(self) -> dict[str, Any]:

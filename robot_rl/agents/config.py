@@ -128,6 +128,9 @@ class AgentConfig(CheckedConfig):
     # for SAC N=2 on this project's benchmark machine, after 15-20 s of compilation at the first
     # update (2-3 s once inductor's disk cache holds the graphs)
     compile: bool = False
+    # normalise the vector observation entries by the mean and std of the training data seen before
+    # the first update (demonstrations and warm-up steps), fixed from then on and checkpointed
+    normalize_observations: bool = False
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
 
     def __post_init__(self) -> None:

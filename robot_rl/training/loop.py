@@ -158,6 +158,9 @@ def _make_gym_env(config: TrainConfig, robot: Robot | None) -> gym.Env:
     return env
 
 
+OBSERVATION_STATISTICS_SAMPLES = 8192  # transitions the observation normalisation is fitted on
+
+
 def next_multiple(step: int, every: int) -> int:
     """The first multiple of ``every`` after ``step`` (evaluation and checkpoint schedules)."""
     return (step // every + 1) * every
@@ -457,6 +460,10 @@ class Trainer:
     def _update(self, sampler: Sampler) -> None:
         """One gradient step on a minibatch from ``sampler``, and its feedback (no host sync
         unless the sampler needs the TD errors; metrics are checked when they are read)."""
+        if self.agent.needs_observation_statistics:
+            # a generator of its own: fitting must not shift the run's sampling stream
+            sample = sampler.sample(OBSERVATION_STATISTICS_SAMPLES, np.random.default_rng(self.seed))
+            self.agent.fit_observation_statistics(sample.obs)
         batch = sampler.sample(self.config.agent.batch_size, self.rng)
         result = self.agent.update(batch)
         try:
