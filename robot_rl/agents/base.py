@@ -126,8 +126,8 @@ class ObservationEncoder(nn.Module):
         """Features ``(1, dim)`` of one unbatched observation (never augmented)."""
         if not self.keys:
             return self.vectors(torch.as_tensor(np.asarray(obs, dtype=np.float32), device=device).reshape(1, -1))
-        flat = np.concatenate([np.asarray(obs[k], dtype=np.float32).ravel() for k in self.vector_keys])
-        vectors = (torch.as_tensor(flat, device=device).unsqueeze(0) - self.shift) / self.scale
+        vectors = self.vectors({k: torch.as_tensor(np.asarray(obs[k], dtype=np.float32), device=device).reshape(1, -1)
+                                for k in self.vector_keys})
         if self.images is None:
             return vectors
         from robot_rl.vision.encoders import check_images  # loaded already: the encoder is one
