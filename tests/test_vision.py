@@ -317,3 +317,26 @@ def test_frame_stack_keeps_the_last_frames_oldest_first(make_env):
     assert not np.array_equal(frames[1], frames[3])
     encoder = ImageEncoder(small_spec(image_shape=(SIZE, SIZE, 9)))  # encoders read the stacked channels
     assert encoder({key: torch.from_numpy(observation[key])[None] for key in CAMERAS}).shape == (1, 32)
+
+
+def test_relabel_copies_a_store_with_the_classifiers_rewards(make_env, tmp_path):
+    from robot_rl.cli import main
+    from robot_rl.data.recorder import open_recording_store
+    from robot_rl.training.recorder import EpisodeRecorder
+    from robot_rl.data.recorder import RandomSource
+
+    env = make_env("lift", overrides={"observation": PIXELS})
+    source = tmp_path / "random.zarr"
+    with open_recording_store(source, env) as store:
+        EpisodeRecorder(env, store, RandomSource(env)).record(2)
+    out = tmp_path / "relabelled.zarr"
+    assert main(["reward", "relabel", "--classifier", str(confident_classifier(tmp_path, True)), "--data", str(source),
+                 "--out", str(out), "--hold-steps", "2"]) == 0
+    with EpisodeStore.open(source, "r") as before, EpisodeStore.open(out, "r") as after:
+        assert after.n_episodes == 2 and after.features == before.features
+        rewards = after.load(["reward"])["reward"].reshape(2, -1)
+        assert np.all(rewards[:, :1] == 0) and np.all(rewards[:, 1:] == 1)  # the hold gate: 2 steps
+        assert after.episodes["success"].all() and not before.episodes["success"].any()
+        assert np.array_equal(after.load(["image_scene"])["image_scene"], before.load(["image_scene"])["image_scene"])
+    assert main(["reward", "relabel", "--classifier", str(confident_classifier(tmp_path, True)), "--data", str(source),
+                 "--out", str(out)]) != 0  # never overwrites

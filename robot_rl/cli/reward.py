@@ -120,6 +120,14 @@ def reward_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def reward_relabel(args: argparse.Namespace) -> int:
+    from robot_rl.vision.reward_classifier import SuccessClassifier, relabel_rewards
+
+    classifier = SuccessClassifier.load(args.classifier)
+    print_json(relabel_rewards(classifier, args.data, args.out, args.threshold, args.hold_steps), indent=2)
+    return 0
+
+
 def reward_info(args: argparse.Namespace) -> int:
     from robot_rl.vision.reward_classifier import SuccessClassifier
 
@@ -213,6 +221,19 @@ def add_reward_parser(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--report-dir", type=Path, metavar="DIR",
                           help="also write report.json and hardest_frames.png there")
     evaluate.set_defaults(handler=reward_eval)
+
+    relabel = commands.add_parser(
+        "relabel", help="copy a store with the classifier's rewards",
+        description="Write a new store with every episode of --data, its rewards replaced by the classifier's "
+                    "verdict on the observation after each action (1 once p >= threshold for hold-steps steps in "
+                    "a row, else 0) and its success flag by the verdict at its last step: demonstrations then "
+                    "carry the reward that robot-rl train --reward classifier:PATH gives the run's own steps.")
+    relabel.add_argument("--classifier", type=Path, required=True, metavar="PATH")
+    relabel.add_argument("--data", type=Path, required=True, metavar="STORE")
+    relabel.add_argument("--out", type=Path, required=True, metavar="STORE", help="the new store (must not exist)")
+    relabel.add_argument("--threshold", type=probability, help="(default: the classifier's)")
+    relabel.add_argument("--hold-steps", type=positive_int, help="(default: the classifier's)")
+    relabel.set_defaults(handler=reward_relabel)
 
     info = commands.add_parser("info", help="what a classifier file holds",
                                description="Cameras, image shape, proprio keys, threshold, hold steps and the "

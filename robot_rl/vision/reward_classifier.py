@@ -931,3 +931,49 @@ def confusion_table(metrics: Mapping[str, Any]) -> str:
     return (f"{'':<20}{'true success':>{width + 6}}{'true failure':>{width + 6}}\n"
             f"{'predicted success':<20}{'TP ' + str(tp):>{width + 6}}{'FP ' + str(fp):>{width + 6}}\n"
             f"{'predicted failure':<20}{'FN ' + str(fn):>{width + 6}}{'TN ' + str(tn):>{width + 6}}")
+
+
+def relabel_rewards(classifier: SuccessClassifier, source: str | os.PathLike[str], out: str | os.PathLike[str],
+                    threshold: float | None = None, hold_steps: int | None = None) -> dict[str, Any]:
+    """Copy every episode of the store ``source`` to the new store ``out`` with the classifier's
+    rewards: a step's reward is 1 where the classifier says success on the observation after its
+    action (p ≥ threshold for ``hold_steps`` steps in a row), else 0, and the episode's success
+    flag is that verdict at its last step; observations, actions, terminations, sources, seeds and
+    labels are kept. So demonstrations recorded where a simulator gave the reward carry the
+    reward a run with ``--reward classifier`` gives its own steps. Returns counts."""
+    from robot_rl.data import EpisodeStore
+
+    out = Path(out)
+    if out.exists():
+        raise FileExistsError(f"{out} exists; relabelling writes a new store")
+    reward = ClassifierReward(classifier, threshold, hold_steps)
+    changed = successes = 0
+    with EpisodeStore.open(source, "r") as store:
+        reward.check_space(_StoreSpace(store))
+        with EpisodeStore.create(out, store.features, store.obs_keys, store.user_attrs) as target:
+            for index in range(store.n_episodes):
+                episode = store.read_episode(index)
+                after = {key: np.concatenate([episode.steps[key][1:], episode.final_obs[key][None]])
+                         for key in reward.keys}
+                verdict = gate(classifier.probabilities(after), reward.threshold, reward.hold_steps)
+                steps = {**episode.steps, "reward": verdict.astype(np.float32)}
+                changed += int(np.count_nonzero(steps["reward"] != episode.steps["reward"]))
+                successes += bool(verdict[-1])
+                target.append_episode(steps, episode.final_obs, bool(verdict[-1]), episode.source, episode.seed,
+                                      episode.task, None if episode.label == "none" else episode.label)
+            episodes = store.n_episodes
+    return {"source": str(source), "out": str(out), "episodes": episodes, "successes": successes,
+            "rewards_changed": changed, "threshold": reward.threshold, "hold_steps": reward.hold_steps}
+
+
+class _StoreSpace:
+    """A store's features as the ``spaces`` mapping :meth:`ClassifierReward.check_space` reads."""
+
+    def __init__(self, store: Any) -> None:
+        self.spaces = {key: _Shaped(spec.shape, spec.dtype) for key, spec in store.features.items()}
+
+
+@dataclasses.dataclass(frozen=True)
+class _Shaped:
+    shape: tuple[int, ...]
+    dtype: str
