@@ -13,6 +13,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 import gymnasium as gym  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+import torch  # noqa: E402
 
 import robot_rl  # noqa: E402,F401  (registers the RobotRL/* ids)
 from robot_rl.envs import ENV_IDS  # noqa: E402
@@ -58,3 +59,12 @@ def make_arm():
 def orientation_error(actual: np.ndarray, target: np.ndarray) -> float:
     """Angle (rad) of the rotation taking ``target`` to ``actual`` (w, x, y, z quaternions)."""
     return float(np.linalg.norm(quat_to_rotvec(quat_multiply(quat_conjugate(target), actual))))
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny networks: one intra-op thread is fastest and immune to a loaded machine's contention."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

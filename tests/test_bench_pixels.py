@@ -8,7 +8,6 @@ import json
 import statistics
 
 import pytest
-import torch
 
 from robot_rl.bench import learner_bench as lb
 from robot_rl.cli import main
@@ -18,13 +17,6 @@ SIZE = 36  # the smallest image SB3's NatureCNN accepts (8x8/4, 4x4/2, 3x3/1)
 CASE_KEYS = {"updates_per_s", "updates_per_cpu_s", "seconds_per_10k_updates", "cpu_seconds_per_10k_updates",
              "gflop_per_update", "raw", "raw_cpu", "others_cpu", "what", "observation"}
 
-
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_pixel_study_reports_every_case(one_thread):

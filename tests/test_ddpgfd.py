@@ -126,14 +126,6 @@ def demonstrator(x: np.ndarray) -> np.ndarray:
     return np.clip(0.5 * np.stack([x[:, 0] - x[:, 1], x[:, 2]], axis=-1), -1, 1).astype(np.float32)
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny networks: one intra-op thread is fastest and immune to a loaded machine's contention."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def test_training_on_demonstrations_alone_imitates_the_demonstrator(one_thread):
     """Pre-training on a demo-only prioritised buffer: BC pulls μ onto the demonstrator's actions,
