@@ -13,6 +13,7 @@ from robot_rl.config import ConfigError, from_dict, to_dict
 from robot_rl.envs import ArmEnv, DomainRandomization, EnvConfig, find_randomization, make_arm_env
 from robot_rl.envs.config import PROPRIO_KEYS, ROBOT_RANGES, RandomizationConfig, load_env_config
 from robot_rl.robot import RandomizableRobot, Robot
+from gym_goal_env import GoalPointEnv  # tests/ is on sys.path under pytest
 
 NOMINAL = {key: [nominal, nominal] for key, (_, nominal) in ROBOT_RANGES.items()}
 QUIET = {"action_latency": [0, 0], "action_noise": [0.0, 0.0], "observation_noise": {}, "observation_bias": {}}
@@ -152,6 +153,35 @@ def test_action_noise_is_added_and_clipped():
     assert np.all(np.abs(sent) <= 1.0) and not np.allclose(sent[:, :3], 0.0)
     assert np.all(sent[:, 3] <= 1.0)
     env.close()
+
+
+def test_control_jitter_varies_each_step_length_around_the_period():
+    config = from_dict(RandomizationConfig, {**NOMINAL, **QUIET, "control_jitter": [0.3, 0.3]})
+    base = ArmEnv(load_env_config("reach"))
+    env = DomainRandomization(base, config)
+    _, info = env.reset(seed=0)
+    assert info["randomization"]["control_jitter"] == 0.3
+    clock = [base.robot.read_state().timestamp]
+    for _ in range(20):
+        env.step(np.zeros(4, np.float32))
+        clock.append(base.robot.read_state().timestamp)
+    steps = np.diff(clock)
+    assert np.all(steps >= 0.7 * base.dt - 1e-3) and np.all(steps <= 1.3 * base.dt + 1e-3)
+    assert steps.std() > 0.05 * base.dt  # not the fixed period
+    env.close()
+    plain = from_dict(RandomizationConfig, {**NOMINAL, **QUIET})
+    steady = DomainRandomization(ArmEnv(load_env_config("reach")), plain)
+    steady.reset(seed=0)
+    before = steady.unwrapped.robot.read_state().timestamp
+    steady.step(np.zeros(4, np.float32))
+    assert steady.unwrapped.robot.read_state().timestamp - before == pytest.approx(steady.unwrapped.dt, abs=1e-9)
+    steady.close()
+
+
+def test_control_jitter_needs_an_env_whose_step_length_can_vary():
+    config = from_dict(RandomizationConfig, {**NOMINAL, **QUIET, "control_jitter": [0.0, 0.1]})
+    with pytest.raises(ConfigError, match="randomization.control_jitter"):
+        DomainRandomization(GoalPointEnv(), config)  # a Dict env whose steps have a fixed length
 
 
 def test_observation_noise_touches_proprio_keys_only():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar, Mapping, Protocol
+from typing import Any, ClassVar, Mapping, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -295,6 +295,28 @@ class OffPolicyAgent(ABC):
         state = {name: module.state_dict() for name, module in self._modules().items()}
         state["updates"] = self.updates
         return state
+
+    def state_parts(self) -> dict[str, tuple[str, ...]]:
+        """:meth:`state_dict` entries grouped into the parts a fine-tuning run may take from a
+        checkpoint one by one (extended by subclasses). The encoder (normalisation statistics or
+        trained weights) belongs to every part whose networks read its features."""
+        return {"critic": ("critic", "critic_target", "critic_optimizer", *self._encoder_entries())}
+
+    def _encoder_entries(self) -> tuple[str, ...]:
+        return ("encoder",) if "encoder" in self._modules() else ()
+
+    def load_state_parts(self, state: Mapping[str, Any], parts: Sequence[str]) -> list[str]:
+        """Load the entries of ``parts`` (names of :meth:`state_parts`) from ``state``, keep the
+        rest as they are, and continue ``state``'s update count; returns the parts this learner
+        does not have (skipped). A missing or misshapen entry raises like :meth:`load_state_dict`."""
+        available = self.state_parts()
+        merged = self.state_dict()
+        for part in parts:
+            for key in available.get(part, ()):
+                merged[key] = state[key]
+        merged["updates"] = state["updates"]
+        self.load_state_dict(merged)
+        return [part for part in parts if part not in available]
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         for name, module in self._modules().items():

@@ -94,6 +94,10 @@ class SAC(OffPolicyAgent):
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "log_alpha": self.log_alpha.detach().clone()}
 
+    def state_parts(self) -> dict[str, tuple[str, ...]]:
+        return {**super().state_parts(), "actor": ("actor", "actor_optimizer", *self._encoder_entries()),
+                "temperature": ("log_alpha", "alpha_optimizer")}
+
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         super().load_state_dict(state)
         with torch.no_grad():

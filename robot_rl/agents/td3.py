@@ -79,6 +79,10 @@ class TD3(OffPolicyAgent):
         return {**super()._modules(), "actor": self.actor, "actor_target": self.actor_target,
                 "actor_optimizer": self.actor_optimizer}
 
+    def state_parts(self) -> dict[str, tuple[str, ...]]:
+        return {**super().state_parts(),
+                "actor": ("actor", "actor_target", "actor_optimizer", *self._encoder_entries())}
+
 
 class DDPG(TD3):
     """DDPG: TD3 without smoothing, delay or a second critic (enforced by the config preset)."""

@@ -21,6 +21,7 @@ from robot_rl.cli.bridge import add_bridge_parser
 from robot_rl.cli.data import add_data_parser
 from robot_rl.cli.encoder import add_encoder_parser
 from robot_rl.cli.errors import DEBUG_ENV, run_reported
+from robot_rl.cli.finetune import add_finetune_parser
 from robot_rl.cli.record import add_record_parser
 from robot_rl.cli.reward import add_reward_parser
 from robot_rl.cli.sim import add_sim_parser
@@ -28,7 +29,7 @@ from robot_rl.cli.teleop import add_teleop_parser
 from robot_rl.cli.train import add_train_parser
 
 GROUPS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
-    add_train_parser, add_record_parser, add_data_parser, add_sim_parser, add_bridge_parser, add_bench_parser,
+    add_train_parser, add_finetune_parser, add_record_parser, add_data_parser, add_sim_parser, add_bridge_parser, add_bench_parser,
     add_teleop_parser, add_encoder_parser, add_reward_parser)
 
 

@@ -26,8 +26,6 @@ from robot_rl.training.config import AGENT_PRESETS, load_train_config
 
 def train_command(args: argparse.Namespace) -> int:
     """Train (or resume) a run; prints the run directory first and the final evaluation last."""
-    from robot_rl.training import train
-
     overrides = parse_overrides(args.overrides)
     if args.task is not None and args.env is not None:
         raise CommandError("--task names one of this project's arm tasks, --env any gymnasium env: give one of them")
@@ -45,19 +43,31 @@ def train_command(args: argparse.Namespace) -> int:
     if args.reward is not None:
         overrides = deep_merge(overrides, {"reward": reward_overrides(args.reward)})
     if args.resume:
-        if args.run_dir is None or not (args.run_dir / "config.yaml").is_file():
-            raise CommandError("--resume needs --run-dir pointing at an existing run (with config.yaml)")
-        saved = read_yaml(args.run_dir / "config.yaml")
-        if not saved:  # the trainer always writes the whole config; empty would mean "all defaults"
-            raise CommandError(f"{args.run_dir / 'config.yaml'} is empty, so it does not say how the run was "
-                               "configured; restore it (or start a new run) before resuming")
-        config = load_train_config(args.config, deep_merge(saved, overrides), agent_preset=args.algo)
+        config = resumed_config(args.run_dir, args.config, overrides, args.algo)
     else:
         config = load_train_config(args.config, overrides, agent_preset=args.algo)
     run_dir = args.run_dir or Path("runs") / f"{run_name(config)}_{args.algo or config.agent.algo}_{time.strftime('%Y%m%d-%H%M%S')}"
+    return run_training(config, run_dir, args.resume)
+
+
+def resumed_config(run_dir: Path | None, path: Path | None, overrides: dict, algo: str | None = None):
+    """The config of the run in ``run_dir`` (its ``config.yaml``), under ``path`` and ``overrides``."""
+    if run_dir is None or not (run_dir / "config.yaml").is_file():
+        raise CommandError("--resume needs --run-dir pointing at an existing run (with config.yaml)")
+    saved = read_yaml(run_dir / "config.yaml")
+    if not saved:  # the trainer always writes the whole config; empty would mean "all defaults"
+        raise CommandError(f"{run_dir / 'config.yaml'} is empty, so it does not say how the run was "
+                           "configured; restore it (or start a new run) before resuming")
+    return load_train_config(path, deep_merge(saved, overrides), agent_preset=algo)
+
+
+def run_training(config, run_dir: Path, resume: bool) -> int:
+    """Train every seed of ``config`` in ``run_dir``; the run directory first, the final evaluations last."""
+    from robot_rl.training import train
+
     print(f"run directory: {run_dir.resolve()}", flush=True)
     with simulator_errors_reported():
-        results = train(config, run_dir, resume=args.resume)
+        results = train(config, run_dir, resume=resume)
     print(f"learning curve: {(run_dir / 'learning_curve.png').resolve()}")
     print_json({"run_dir": str(run_dir), "final_eval": {str(seed): result for seed, result in results.items()}})
     return 0
@@ -111,20 +121,29 @@ def run_name(config) -> str:
 def eval_command(args: argparse.Namespace) -> int:
     """Evaluate a checkpoint's deterministic policy; JSON on stdout."""
     from robot_rl.agents import make_agent
+    from robot_rl.envs.interface import InterfaceMismatchError, env_interface, interface_mismatches
     from robot_rl.training.checkpoint import load_agent_state, load_checkpoint
+    from robot_rl.training.finetune import trained_interface
     from robot_rl.training.config import TrainConfig
     from robot_rl.training.loop import make_env
     from robot_rl.training.rollout import EVAL_SEED_OFFSET, evaluate
 
     payload = load_checkpoint(args.checkpoint)
-    config = from_dict(TrainConfig, deep_merge(payload["config"], parse_overrides(args.overrides)),
-                       f"{args.checkpoint} (config)")
+    overrides = parse_overrides(args.overrides)
+    if args.robot is not None:  # deployment: the robot's own physics, not the training randomisation
+        overrides = deep_merge({"env": {"robot": {"kind": args.robot}, "randomization": {"enabled": False}}}, overrides)
+    config = from_dict(TrainConfig, deep_merge(payload["config"], overrides), f"{args.checkpoint} (config)")
     config.check_complete()  # e.g. a device this machine does not have
     if args.render and config.env.gym.id:
         raise CommandError(f"--render draws this project's arm cameras; the checkpoint's env is the gymnasium env "
                            f"{config.env.gym.id!r} (evaluate it without --render)")
     with simulator_errors_reported():
         env = make_env(config)
+        if overrides:  # the policy must fit the env it now runs in (checked before anything moves)
+            mismatches = interface_mismatches(trained_interface(payload, make_env), env_interface(env))
+            if mismatches:
+                env.close()
+                raise InterfaceMismatchError(str(args.checkpoint), mismatches)
         agent = make_agent(env.observation_space, env.action_space, config.agent)
         load_agent_state(agent, payload, args.checkpoint)
         seed = EVAL_SEED_OFFSET if args.seed is None else args.seed
@@ -219,6 +238,10 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--checkpoint", type=Path, required=True, metavar="PATH")
     evaluate.add_argument("--episodes", type=positive_int, default=20)
     evaluate.add_argument("--seed", type=non_negative_int, help="seed of the first episode (default: the eval seeds)")
+    evaluate.add_argument("--robot", metavar="KIND",
+                          help="run the policy on another robot kind (env.robot.kind, e.g. ros2: the twin or a real "
+                               "arm's bridge), without the training randomisation; the checkpoint's env interface "
+                               "is checked against it first")
     evaluate.add_argument("--render", action="store_true", help="also write an MP4 and PNG strips")
     evaluate.add_argument("--out", type=Path, default=Path(DEFAULT_OUT_DIR), metavar="DIR")
     add_set_option(evaluate, "env.task.reward_type=sparse (applied over the checkpoint's config)")

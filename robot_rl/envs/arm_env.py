@@ -69,6 +69,9 @@ def checked_action(action: Any, space: spaces.Box, step: int | None = None) -> n
 
 class ArmEnv(gym.Env):
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
+    #: Index of the gripper command in the action (every other entry moves the arm); wrappers that
+    #: treat motion and gripper differently (latency hold, fine-tuning's action ramp) read it here.
+    gripper_action_index = -1
 
     def __init__(self, config: EnvConfig, robot: Robot | None = None, render_mode: str | None = None) -> None:
         if render_mode not in (None, "rgb_array"):
@@ -114,11 +117,19 @@ class ArmEnv(gym.Env):
         self._position_target = np.zeros(3)
         self._state: RobotState | None = None
         self._steps = 0
+        self._next_step_duration: float | None = None
 
     @property
     def dt(self) -> float:
         """Control period in seconds (gymnasium convention)."""
         return 1.0 / self.config.control.control_hz
+
+    def set_next_step_duration(self, seconds: float) -> None:
+        """Let the next :meth:`step` advance the robot by ``seconds`` instead of :attr:`dt` (the
+        control-rate jitter of domain randomisation: a real control loop is never exactly periodic)."""
+        if not (np.isfinite(seconds) and seconds > 0):
+            raise ValueError(f"a step duration must be finite and positive, got {seconds}")
+        self._next_step_duration = float(seconds)
 
     # ------------------------------------------------------------------ gymnasium API
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
@@ -140,7 +151,8 @@ class ArmEnv(gym.Env):
         action = np.clip(requested, self.action_space.low, self.action_space.high)
         clipped = bool(np.any(action != requested))
         self.robot.command(self._command_from(action))
-        self._state = self._checked(self.robot.advance(self.dt))
+        duration, self._next_step_duration = self._next_step_duration or self.dt, None
+        self._state = self._checked(self.robot.advance(duration))
         self._steps += 1
         reward, success = self.task.reward(self._state)
         terminated = bool(success and self.config.task.terminate_on_success)

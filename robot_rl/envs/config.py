@@ -242,6 +242,9 @@ class RandomizationConfig(CheckedConfig):
     # action) and Gaussian noise of the given standard deviation in action units (clipped to [-1, 1]).
     action_latency: tuple[int, int] = bounded((0, 1), ge=0)
     action_noise: tuple[float, float] = bounded((0.0, 0.05), ge=0)
+    # Control-rate jitter j, drawn per episode: every step then lasts dt · (1 + u), u ~ U(−j, j)
+    # (a fraction of the control period; off by default, e.g. [0, 0.2] for a loop over a network).
+    control_jitter: tuple[float, float] = bounded((0.0, 0.0), ge=0, lt=1)
     # Observations, per key (proprioception by default; task keys only if listed here, images
     # never): the standard deviation of per-step Gaussian noise, and a per-episode bias drawn
     # element-wise, both in the key's units.

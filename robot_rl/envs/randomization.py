@@ -16,6 +16,9 @@ of a :class:`~robot_rl.envs.config.RandomizationConfig` (``env.randomization`` i
   finger opening measured at reset (zeros for other envs, or ``hold_action`` if given);
 * **action noise**: per-step Gaussian noise of the episode's standard deviation added to the
   executed action, which is then clipped to the action space;
+* **control-rate jitter** ``j`` (a fraction of the period): every step lasts ``dt · (1 + u)``,
+  ``u ~ U(−j, j)``, through ``ArmEnv.set_next_step_duration`` (a non-zero range on an env
+  without it is a ``ConfigError``);
 * **observation noise and bias** on the configured keys (by default every proprioceptive key:
   ``joint_pos``, ``joint_vel``, ``ee_pos``, ``ee_quat``, ``gripper_width``; task keys only if
   configured; images never): a per-episode bias drawn element-wise plus per-step Gaussian
@@ -33,9 +36,6 @@ config, in :attr:`~DomainRandomization.parameter_names` order) is also given as
 :meth:`~DomainRandomization.feature_spec` give a float32 vector and its
 ``{"dtype", "shape", "names"}`` description, e.g. for a per-step store feature ``randomization``.
 :func:`find_randomization` finds the wrapper in a wrapper stack.
-
-Not yet: control-rate jitter (``ArmEnv`` advances the robot by the fixed ``dt``; it needs a
-per-step duration hook in ``ArmEnv`` first).
 """
 
 from __future__ import annotations
@@ -97,6 +97,11 @@ class DomainRandomization(gym.Wrapper):
                                   f"dynamics parameter {missing[0]!r} (it has {', '.join(accepted)})")
             self._robot_ranges += [(name, (low, high)) for name in names]
         self._apply_dynamics = randomizable
+        self._set_step_duration = getattr(env.unwrapped, "set_next_step_duration", None)
+        if config.control_jitter[1] > 0 and self._set_step_duration is None:
+            raise ConfigError(f"randomization.control_jitter: {list(config.control_jitter)} needs an env whose step "
+                              f"length can vary (ArmEnv.set_next_step_duration); {type(env.unwrapped).__name__} "
+                              f"has none: set it to [0, 0]")
         space = env.observation_space
         for section in ("observation_noise", "observation_bias"):
             for key in getattr(config, section):
@@ -107,7 +112,7 @@ class DomainRandomization(gym.Wrapper):
                     raise ConfigError(f"randomization.{section}.{key}: images are never noised")
         self._noise_keys = dict(config.observation_noise)
         self._bias_keys = dict(config.observation_bias)
-        names = [name for name, _ in self._robot_ranges] + ["action_latency", "action_noise"]
+        names = [name for name, _ in self._robot_ranges] + ["action_latency", "action_noise", "control_jitter"]
         names += [f"obs_noise/{key}" for key in self._noise_keys]
         for key in self._bias_keys:
             size = int(np.prod(space[key].shape))
@@ -123,6 +128,7 @@ class DomainRandomization(gym.Wrapper):
         self._queue: deque[np.ndarray] = deque()
         self._latency = 0
         self._action_std = 0.0
+        self._jitter = 0.0
 
     # ------------------------------------------------------------------ logging
     @property
@@ -149,8 +155,10 @@ class DomainRandomization(gym.Wrapper):
         params = {name: float(rng.uniform(low, high)) for name, (low, high) in self._robot_ranges}
         self._latency = int(rng.integers(config.action_latency[0], config.action_latency[1] + 1))
         self._action_std = float(rng.uniform(*config.action_noise))
+        self._jitter = float(rng.uniform(*config.control_jitter))
         params["action_latency"] = float(self._latency)
         params["action_noise"] = self._action_std
+        params["control_jitter"] = self._jitter
         self._noise_std = {key: float(rng.uniform(low, high)) for key, (low, high) in self._noise_keys.items()}
         params.update({f"obs_noise/{key}": std for key, std in self._noise_std.items()})
         self._bias = {}
@@ -178,6 +186,8 @@ class DomainRandomization(gym.Wrapper):
             executed = np.clip(executed + self._rng.normal(0.0, self._action_std, size=executed.shape),
                                space.low, space.high)
         executed = executed.astype(space.dtype)
+        if self._jitter > 0:
+            self._set_step_duration(self.env.unwrapped.dt * (1.0 + self._rng.uniform(-self._jitter, self._jitter)))
         obs, reward, terminated, truncated, info = self.env.step(executed)
         return self._noisy(obs), reward, terminated, truncated, {**info, "executed_action": executed}
 

@@ -33,7 +33,11 @@ AGENT_PRESETS = ("sac", "redq", "droq", "td3", "ddpg", "rlpd", "ddpgfd", "awac")
 @dataclass(frozen=True)
 class LoopConfig(CheckedConfig):
     total_steps: int = bounded(6000, ge=1)  # environment steps per seed
-    warmup_steps: int = bounded(500, ge=0)  # uniformly random actions before learning starts
+    warmup_steps: int = bounded(500, ge=0)  # env steps before learning starts
+    # What acts during warmup_steps: uniformly random actions (from scratch), or the agent's own
+    # exploration policy (fine-tuning a loaded agent: WSRL's warm-up recalibrates its critic on
+    # the new robot's data before any update).
+    warmup_actions: Literal["uniform", "policy"] = "uniform"
     eval_every: int = bounded(1000, ge=1)  # env steps between evaluations (deterministic policy)
     eval_episodes: int = bounded(10, ge=1)
     checkpoint_every: int = bounded(1000, ge=1)  # env steps; checkpoints are taken at episode boundaries
@@ -103,6 +107,31 @@ class RewardConfig(CheckedConfig):
 
 
 @dataclass(frozen=True)
+class InitConfig(CheckedConfig):
+    """Start from a trained agent instead of random weights (``robot-rl finetune --from``;
+    :mod:`robot_rl.training.finetune`). The env must offer the same interface as the one the
+    checkpoint was trained on (observation keys and shapes, action space, control rate, ...),
+    checked before anything moves."""
+
+    checkpoint: str = ""  # a robot_rl checkpoint file; "": random initial weights
+    # Parts of the agent taken from the checkpoint (a part the learner lacks, e.g. TD3's
+    # temperature, is skipped); the rest start fresh. The observation encoder (normalisation
+    # statistics, trained weights) comes with the actor or the critic.
+    load: tuple[Literal["actor", "critic", "temperature"], ...] = ("actor", "critic", "temperature")
+    replay: str = ""  # a previous run's replay store, mixed into minibatches at replay_ratio ("": none)
+    replay_ratio: float = bounded(0.25, gt=0, lt=1)
+    # Safety ramp on a new robot: the motion part of every action is scaled by a factor rising
+    # linearly from action_scale_start to 1 over the first action_ramp_episodes episodes.
+    action_scale_start: float = bounded(1.0, gt=0, le=1)
+    action_ramp_episodes: int = bounded(0, ge=0)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if len(set(self.load)) != len(self.load):
+            raise FieldError("load", f"lists a part twice: {list(self.load)}")
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     env: EnvConfig = field(default_factory=EnvConfig)
     agent: AgentConfig = field(default_factory=AgentConfig)
@@ -111,6 +140,7 @@ class TrainConfig:
     her: HerConfig = field(default_factory=HerConfig)
     teleop: RunTeleopConfig = field(default_factory=RunTeleopConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
+    init: InitConfig = field(default_factory=InitConfig)
 
     @property
     def reward_source(self) -> str:
@@ -123,6 +153,9 @@ class TrainConfig:
         """Rules across sections, checked once every layer is merged (a preset may set
         ``demos.offline_steps`` before the command line names the datasets), and the device,
         so that a run that cannot work stops before it builds anything."""
+        if self.init.replay and not self.init.checkpoint:
+            raise ConfigError("init.replay: mixing in a previous run's replay belongs to fine-tuning from that run; "
+                              "set init.checkpoint too (robot-rl finetune --from RUN)")
         if self.demos.offline_steps and not self.demos.paths:
             raise ConfigError("demos.offline_steps: offline pre-training needs demonstrations (--demos D.zarr)")
         gym = self.env.gym
@@ -173,6 +206,25 @@ def agent_preset_path(name: str) -> Path:
     if name not in AGENT_PRESETS:
         raise ConfigError(f"unknown agent preset {name!r}; choose one of {', '.join(AGENT_PRESETS)}")
     return _resource("agents", f"{name}.yaml")
+
+
+def load_finetune_config(
+    trained: Mapping[str, Any],
+    path: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> TrainConfig:
+    """A fine-tuning run's config: the ``trained`` run's whole config (from its checkpoint) ←
+    ``configs/train/finetune.yaml`` ← ``path`` ← ``overrides``; checked like a training config."""
+    layers: list[tuple[str, Mapping[str, Any]]] = [("the checkpoint's config", dict(trained))]
+    finetune = _resource("train", "finetune.yaml")
+    layers.append((str(finetune), read_yaml(finetune)))
+    if path is not None:
+        layers.append((str(path), read_yaml(path)))
+    if overrides:
+        layers.append(("--set", dict(overrides)))
+    config = from_dict(TrainConfig, merge_layers(TrainConfig, layers), layers[-1][0])
+    config.check_complete()
+    return config
 
 
 def load_train_config(

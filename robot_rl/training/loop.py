@@ -61,10 +61,12 @@ from robot_rl.data.samplers import NonFiniteFeedback
 from robot_rl.data.schema import INTERVENTION, LABELS, with_interventions
 from robot_rl.envs import make_arm_env
 from robot_rl.envs.gym_env import goal_task_of, make_gym_env
+from robot_rl.envs.interface import env_interface
 from robot_rl.robot import Robot
 from robot_rl.training.checkpoint import FORMAT as CHECKPOINT_FORMAT
 from robot_rl.training.checkpoint import load_agent_state, load_checkpoint, save_checkpoint
 from robot_rl.training.config import TrainConfig
+from robot_rl.training.finetune import ActionRamp, start_from_checkpoint
 from robot_rl.training.logging import RunLogger
 from robot_rl.training.metrics import MetricMeans
 from robot_rl.training.rollout import (
@@ -173,17 +175,18 @@ def episode_seed(run_seed: int, episode: int) -> int:
 
 
 class ExplorationPolicy:
-    """The training run's action source: uniformly random actions for the first
-    ``warmup_steps`` env steps of the run, then the agent's exploration policy. A non-finite
-    action (the learner diverged since its metrics were last read) raises ``diverged(what)``
-    instead of reaching the arm."""
+    """The training run's action source: for the first ``warmup_steps`` env steps of the run
+    uniformly random actions (``uniform_warmup``; else the agent acts from the start), then the
+    agent's exploration policy. A non-finite action (the learner diverged since its metrics were
+    last read) raises ``diverged(what)`` instead of reaching the arm."""
 
     source = "policy"
 
     def __init__(self, agent: OffPolicyAgent, action_shape: tuple[int, ...], rng: np.random.Generator,
-                 warmup_steps: int, env_steps: Callable[[], int], diverged: Callable[[str], Exception]) -> None:
+                 warmup_steps: int, env_steps: Callable[[], int], diverged: Callable[[str], Exception],
+                 uniform_warmup: bool = True) -> None:
         self.agent, self.action_shape, self.rng = agent, action_shape, rng
-        self.warmup_steps, self.env_steps, self.diverged = warmup_steps, env_steps, diverged
+        self.warmup_steps, self.env_steps, self.diverged = warmup_steps if uniform_warmup else 0, env_steps, diverged
 
     def reset(self) -> None:
         """The policy keeps no per-episode state."""
@@ -216,6 +219,10 @@ class Trainer:
         torch.manual_seed(seed)
         random.seed(seed)
         self.agent = make_agent(self.env.observation_space, self.env.action_space, config.agent)
+        self.env_interface = env_interface(self.env)
+        if config.init.checkpoint and not (resume and self.checkpoint_path.exists()):
+            self._start_from(config.init.checkpoint)  # before the store exists or anything moves
+        self.prior = self._load_prior() if config.init.replay else None
         # Demonstrations first: a dataset that does not fit must not leave a replay store behind.
         # The teleop side (interventions, human labels) first: a device that cannot open leaves no run behind.
         self.human = None
@@ -231,10 +238,9 @@ class Trainer:
             from robot_rl.training.interventions import add_stored_interventions
 
             add_stored_interventions(self.store, self.demos)
-        self.data = make_replay_setup(self.agent.data_needs, self._online_replay(), self.demos, config)
+        self.data = make_replay_setup(self.agent.data_needs, self._online_replay(), self.demos, config, self.prior)
         self.counters = Counters(next_eval=config.train.eval_every, next_checkpoint=config.train.checkpoint_every)
-        self.policy = ExplorationPolicy(self.agent, self.env.action_space.shape, self.rng, config.train.warmup_steps,
-                                        lambda: self.counters.env_steps, self._diverged)
+        self.policy = self._action_source()
         self.recovery = RobotRecovery(config.train.robot_recovery_timeout, report=self._robot_event)
         self._robot_down_since: float | None = None  # when the arm broke off the first of consecutive episodes
         if resume and self.checkpoint_path.exists():
@@ -252,7 +258,33 @@ class Trainer:
             self.human.bind(self.policy, self.store)
             tqdm.write(self.human.device.help)
 
+    def _action_source(self) -> ExplorationPolicy | ActionRamp:
+        """The exploration policy, behind fine-tuning's action ramp when ``init`` asks for one."""
+        cfg, init = self.config.train, self.config.init
+        policy = ExplorationPolicy(self.agent, self.env.action_space.shape, self.rng, cfg.warmup_steps,
+                                   lambda: self.counters.env_steps, self._diverged,
+                                   uniform_warmup=cfg.warmup_actions == "uniform")
+        if not init.action_ramp_episodes or init.action_scale_start == 1.0:
+            return policy
+        size = int(np.prod(self.env.action_space.shape))
+        gripper = getattr(self.env.unwrapped, "gripper_action_index", None)
+        return ActionRamp(policy, init.action_scale_start, init.action_ramp_episodes, lambda: self.counters.episodes,
+                          size, () if gripper is None else (gripper % size,))
+
+    def _start_from(self, checkpoint: str) -> None:
+        started = start_from_checkpoint(self.agent, self.env, checkpoint, self.config.init.load, make_env)
+        tqdm.write(f"[seed {self.seed}] starting from {started.checkpoint} ({started.env_steps} env steps, "
+                   f"{started.updates} updates): loaded {', '.join(started.loaded) or 'nothing'}"
+                   + (f"; this learner has no {', '.join(started.skipped)}" if started.skipped else ""))
+
     # ------------------------------------------------------------------ data
+    def _load_prior(self) -> ReplayBuffer:
+        """A previous run's replay (``init.replay``), e.g. the simulation data of the checkpoint."""
+        from robot_rl.data.compat import load_demonstrations
+
+        return load_demonstrations([Path(self.config.init.replay)], self.env, rename=self.config.demos.rename or None,
+                                   obs_keys=self.agent.input_keys)
+
     def _load_demos(self) -> ReplayBuffer:
         """The demonstration buffer: ``demos.paths``, plus, with a teleop device, room for every
         step the run may take (intervened steps join it and are never evicted)."""
@@ -288,6 +320,7 @@ class Trainer:
         return {
             "format": CHECKPOINT_FORMAT,
             "config": to_dict(self.config),
+            "env_interface": self.env_interface,  # what a fine-tuning run checks its robot against
             "seed": self.seed,
             "agent": self.agent.state_dict(),
             "counters": vars(self.counters).copy(),

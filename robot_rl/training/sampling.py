@@ -10,6 +10,10 @@ feedback and adds its own episodes; it never asks which learner it runs.
   demonstrations and the online replay; the offline phase uses the same sampler, so priorities
   and the β schedule carry on into the online phase.
 
+A fine-tuning run (``init.replay``, :mod:`robot_rl.training.finetune`) may add a third uniform
+source, the replay of the run it starts from (e.g. its simulation data), at ``init.replay_ratio``
+of every minibatch; the online replay gets what the demonstrations and that prior data leave.
+
 With ``her.strategy`` set (goal tasks), every uniform source, online replay and demonstrations
 alike, is a :class:`~robot_rl.data.HindsightSampler` that relabels ``her.ratio`` of its rows with
 goals its own episodes achieved; the reward comes from the run's task (pure numpy, the same
@@ -60,10 +64,14 @@ class _PinnedDemos:
 
 
 def make_replay_setup(needs: DataNeeds, online: ReplayBuffer, demos: ReplayBuffer | None,
-                      config: TrainConfig) -> ReplaySetup:
-    """Samplers over ``online`` (the RAM tier of the run's experience) and ``demos`` (or
-    ``None``), as ``needs`` asks, with the target fields and priority settings of ``config``."""
+                      config: TrainConfig, prior: ReplayBuffer | None = None) -> ReplaySetup:
+    """Samplers over ``online`` (the RAM tier of the run's experience), ``demos`` and ``prior``
+    (a previous run's replay, ``init.replay``; either may be ``None``), as ``needs`` asks, with the
+    target fields and priority settings of ``config``."""
     agent = config.agent
+    if prior is not None and needs.prioritized:
+        raise ConfigError(f"init.replay: mixing a previous run's replay needs uniform sampling; the {agent.algo!r} "
+                          f"learner draws by priority (leave init.replay empty)")
     targets = {"n_step": agent.n_step, "gamma": agent.gamma}
     if demos is not None and needs.prioritized != needs.demos_in_online_buffer:
         raise ValueError(f"unsupported data needs {needs} with demonstrations: demonstrations go pinned into a "
@@ -78,12 +86,19 @@ def make_replay_setup(needs: DataNeeds, online: ReplayBuffer, demos: ReplayBuffe
         return ReplaySetup(sampler, sampler if demos is not None else None, buffer,
                            None if demos is None else _PinnedDemos(buffer))
     uniform = _uniform_sampler_factory(config)
-    if demos is None:
+    if demos is None and prior is None:
         return ReplaySetup(uniform(online), None, online)
-    ratio = config.demos.ratio
-    mixture = MixtureSampler([(uniform(online), 1.0 - ratio), (uniform(demos), ratio)], skip_empty=True,
-                             names=["online replay", "demonstrations"])
-    return ReplaySetup(mixture, uniform(demos), online, demos)
+    sources = [(uniform(demos), config.demos.ratio, "demonstrations")] if demos is not None else []
+    if prior is not None:
+        sources.append((uniform(prior), config.init.replay_ratio, "prior replay"))
+    online_share = 1.0 - sum(share for _, share, _ in sources)
+    if online_share <= 0:
+        raise ConfigError(f"init.replay_ratio: {config.init.replay_ratio} + demos.ratio {config.demos.ratio} leave no "
+                          f"room for the run's own experience; keep their sum below 1")
+    sources.insert(0, (uniform(online), online_share, "online replay"))
+    mixture = MixtureSampler([(sampler, share) for sampler, share, _ in sources], skip_empty=True,
+                             names=[name for _, _, name in sources])
+    return ReplaySetup(mixture, None if demos is None else uniform(demos), online, demos)
 
 
 def _uniform_sampler_factory(config: TrainConfig) -> Callable[[ReplayBuffer], Sampler]:
