@@ -40,11 +40,17 @@ from robot_rl.envs.config import EnvConfig
 from robot_rl.envs.robots import make_robot
 from robot_rl.envs.tasks import make_task
 from robot_rl.geometry import top_down_quat, wrap_angle, yaw_of_top_down
-from robot_rl.robot import CameraRobot, EndEffectorCommand, JointCommand, Robot, RobotState
+from robot_rl.robot import CameraRobot, EndEffectorCommand, JointCommand, Robot, RobotError, RobotState
 
 
 class NonFiniteStateError(RuntimeError):
     """The robot reported NaN/inf (sensor fault or simulation blow-up)."""
+
+
+class NonFiniteRobotStateError(NonFiniteStateError, RobotError):
+    """An arm's state was NaN/inf: a sensor fault, or a simulation whose contacts blew up (MuJoCo
+    can, under some randomised physics). A :class:`~robot_rl.robot.RobotError`, so a training
+    run drops the episode, logs it and resets the arm, as for any other fault of the arm."""
 
 
 class RenderingNotSupportedError(RuntimeError):
@@ -208,7 +214,7 @@ class ArmEnv(gym.Env):
         for values in arrays:
             if not np.all(np.isfinite(values)):
                 self.robot.stop()
-                raise NonFiniteStateError(
+                raise NonFiniteRobotStateError(
                     f"robot state is not finite at step {self._steps} (t={state.timestamp:.3f}s): "
                     f"joint_pos={state.joint_pos}, ee_pos={state.ee_pos}; the arm was told to hold position"
                 )
