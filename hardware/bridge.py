@@ -17,7 +17,7 @@ paced to the wall clock; a real arm paces itself (``advance`` waits for its next
 A tick that raises is logged and counted, the arm is told to hold, and the loop goes on.
 
 Deadlines (``real_time``: the loop paces itself). Tick *k* is due at the loop's start + *k* /
-``state_hz``: the loop sleeps until then (an absolute-deadline sleep; with ``spin`` > 0 the last
+``state_hz`` (divided by ``time_scale``, below): the loop sleeps until then (an absolute-deadline sleep; with ``spin`` > 0 the last
 ``spin`` s are spun instead) and keeps each tick's lateness (start minus due time) in
 :class:`BridgeStats`. A tick that starts more than half a period late takes the nearest slot and
 the slots before it are skipped (``overruns``, ``ticks_skipped``): ticks are never run back to back
@@ -35,6 +35,17 @@ runs the loop thread SCHED_FIFO where permitted (else a nice boost, else as is; 
 ~20 ms otherwise); ``switch_interval`` bounds how long another thread holding the GIL delays a
 tick; ``loop_cpu`` pins the thread to a CPU. When the arm paces the loop (a real arm; ``real_time``
 off) there is no schedule: a late joint state is the stale-state watchdog's business.
+
+Time scale (``time_scale``, simulation only): the paced loop runs ``time_scale`` robot seconds per
+wall second, so its wall period is ``1 / (state_hz * time_scale)``; above 1 the twin runs faster than
+real time (benchmarks; ``publish_clock`` gives clients its clock). Lateness, skipped slots and
+``hold_after_late_periods`` are counted in those wall periods. The watchdogs keep their meaning in
+robot time: the command heartbeat (``safety.command_timeout``) was always measured on the robot's
+clock (tick stamps), and the age of the latest state is measured on the wall clock and multiplied by
+``time_scale`` before it is held against ``safety.state_timeout``, so both limits mean seconds of the
+arm's time whatever the scale. Camera frames are due on the robot clock (``image_hz``), so at a
+scale of 4 the camera thread has four times the frames to render per wall second (it drops what it
+cannot keep up with). A real arm paces itself: its ``time_scale`` is 1.
 
 The loop thread does only control. Camera images (simulation) are rendered, JPEG-encoded and
 published by a camera thread of their own at ``image_hz``: when a frame is due, the loop only
@@ -152,6 +163,7 @@ class BridgeConfig:
 
     state_hz: float = 500.0  # ticks per second: commands applied and state published
     real_time: bool = True  # pace the loop to the wall clock (simulation; a real arm paces itself)
+    time_scale: float = 1.0  # robot (sim) seconds per wall second of the paced loop; > 1: faster than real time
     publish_clock: bool = False  # sim time on /clock, for nodes run with use_sim_time
     cameras: tuple[str, ...] = ()  # simulated cameras to publish
     image_height: int = 128
@@ -174,15 +186,19 @@ class BridgeConfig:
     transport: TransportConfig = field(default_factory=TransportConfig)
 
     def __post_init__(self) -> None:
-        for name in ("state_hz", "image_hz", "reset_tolerance"):
+        for name in ("state_hz", "image_hz", "reset_tolerance", "time_scale"):
             if not (np.isfinite(getattr(self, name)) and getattr(self, name) > 0):  # NaN fails both
                 raise ConfigError(f"bridge.{name}: must be finite and positive, got {getattr(self, name)}")
+        if self.time_scale != 1.0 and not self.real_time:
+            raise ConfigError(f"bridge.time_scale: {self.time_scale} needs the paced loop (real_time: true); an "
+                              f"unpaced loop runs as fast as it can anyway")
         if not 1 <= self.realtime_priority <= 99:
             raise ConfigError(f"bridge.realtime_priority: must be in 1..99, got {self.realtime_priority}")
         if self.loop_cpu is not None and self.loop_cpu < 0:
             raise ConfigError(f"bridge.loop_cpu: must be a CPU number (0, 1, ...), got {self.loop_cpu}")
-        if not 0 <= self.spin < 1.0 / self.state_hz:
-            raise ConfigError(f"bridge.spin: must be in [0, one tick = {1.0 / self.state_hz} s), got {self.spin}")
+        wall_tick = 1.0 / (self.state_hz * self.time_scale)
+        if not 0 <= self.spin < wall_tick:
+            raise ConfigError(f"bridge.spin: must be in [0, one tick = {wall_tick} s of wall time), got {self.spin}")
         if not self.hold_after_late_periods >= 1:
             raise ConfigError(f"bridge.hold_after_late_periods: must be at least 1, got {self.hold_after_late_periods}")
         if self.switch_interval is not None and not self.switch_interval > 0:
@@ -354,6 +370,7 @@ class ArmBridge:
         ]
         control = {"state_hz": config.state_hz, "cameras": list(config.cameras), "reset_mode": config.reset_mode,
                    "command_timeout": config.safety.command_timeout, "image_hz": config.image_hz,
+                   "time_scale": config.time_scale,
                    "image_size": [config.image_height, config.image_width]}
         self._pub["spec"].publish(t.message("std_msgs/msg/String",
                                             data=conv.spec_to_json(robot.spec, self._objects, control)))
@@ -399,8 +416,9 @@ class ArmBridge:
                 log.debug("could not restore the %s thread's priority: %s", thread.name, exc)
 
     def _loop(self, stop: threading.Event, max_ticks: int | None) -> BridgeStats:
-        stats, period, paced = self.stats, self.tick, self.config.real_time
-        spin, hold_after = self.config.spin, self.config.hold_after_late_periods * self.tick
+        # Every tick advances the robot by self.tick; the wall period is shorter by time_scale.
+        stats, period, paced = self.stats, self.tick / self.config.time_scale, self.config.real_time
+        spin, hold_after = self.config.spin, self.config.hold_after_late_periods * period
         scheduled = self._last_fresh = time.perf_counter()  # start of the next tick's slot
         while not stop.is_set() and (max_ticks is None or stats.ticks < max_ticks):
             lateness = 0.0
@@ -474,7 +492,8 @@ class ArmBridge:
         self._take_commands(inbox, now)
         if self._arm_request is not None:
             self.supervisor.submit(self._arm_request(now), self._request_time)
-        state_age = time.perf_counter() - self._last_fresh
+        # In robot seconds, like the command heartbeat: at time_scale 4 a wall second is 4 s of the arm's.
+        state_age = (time.perf_counter() - self._last_fresh) * self.config.time_scale
         self.robot.command(self.supervisor.command_for_tick(self._state, now, state_age, self.tick))
         try:
             self._set_state(self.robot.advance(self.tick))

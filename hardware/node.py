@@ -1,4 +1,5 @@
-"""Assemble and run an arm bridge node: the simulated arm or a real ros2_control arm.
+"""Assemble and run an arm bridge node: the simulated arm, its reality-gap twin
+(:mod:`robot_rl.hardware.twin`) or a real ros2_control arm.
 
 ``robot-rl bridge`` and the launch files in ``launch/`` call :func:`serve`.
 """
@@ -11,7 +12,7 @@ import signal
 import threading
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
 
@@ -20,24 +21,35 @@ from robot_rl.hardware.bridge import ArmBridge, BridgeConfig, BridgeStats
 from robot_rl.hardware.estop import LocalEstopServer, control_socket_path
 from robot_rl.hardware.transport import make_transport
 
+if TYPE_CHECKING:  # the twin imports MuJoCo; a real arm's bridge never loads it
+    from robot_rl.hardware.twin import TwinProfile
+
 log = logging.getLogger(__name__)
 
 
 def load_bridge_config(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None,
-                       robot: str = "sim") -> BridgeConfig:
-    """Defaults ← a hardware arm file's ``safety`` section (``robot`` other than ``sim``) ← optional
-    bridge YAML ← ``--set``-style overrides, validated (errors name key and file).
+                       robot: str = "sim", twin: TwinProfile | None = None) -> BridgeConfig:
+    """Defaults ← a hardware arm file's ``safety`` section (``robot`` other than ``sim``) or a twin
+    profile's ``bridge`` section ← optional bridge YAML ← ``--set``-style overrides, validated
+    (errors name key and file).
 
     For a real arm the result must also stay within the arm file's ``safety_maxima``: the layers
-    may tighten the arm's limits, never loosen them past its maxima."""
+    may tighten the arm's limits, never loosen them past its maxima. A simulation run faster or
+    slower than real time (``time_scale`` not 1) publishes ``/clock`` unless a layer says
+    otherwise: its clients cannot follow it on their own wall clock."""
     layers: list[tuple[str, Mapping[str, Any]]] = []
     if robot != "sim":
         layers.append((robot, {"safety": read_yaml(robot).get("safety", {})}))
+    if twin is not None:
+        layers.append((f"twin profile {twin.name!r} (bridge section)", twin.bridge))
     if path is not None:
         layers.append((str(path), read_yaml(path)))
     if overrides:
         layers.append(("overrides", overrides))
-    config = from_dict(BridgeConfig, merge_layers(BridgeConfig, layers), "bridge config")
+    merged = merge_layers(BridgeConfig, layers)
+    if robot == "sim" and "publish_clock" not in merged and merged.get("time_scale", 1.0) != 1.0:
+        merged["publish_clock"] = True
+    config = from_dict(BridgeConfig, merged, "bridge config")
     if robot != "sim":
         _check_arm_maxima(config, robot)
     return config
@@ -54,22 +66,28 @@ def _check_arm_maxima(config: BridgeConfig, robot: str) -> None:
         raise ConfigError(f"bridge config over {robot} (safety_maxima there): {exc}") from None
 
 
-def _sim_bridge(task: str, config: BridgeConfig, stack: ExitStack) -> ArmBridge:
+def _sim_bridge(task: str, config: BridgeConfig, stack: ExitStack, twin: TwinProfile | None = None) -> ArmBridge:
     from robot_rl.envs.config import load_env_config
     from robot_rl.sim import SimArm
 
     env_config = load_env_config(task)
     workspace = (np.array(config.safety.workspace_low), np.array(config.safety.workspace_high))
-    arm = SimArm(scene=task, config=env_config.robot.sim, workspace=workspace)
-    stack.callback(arm.close)
-    unknown = sorted(set(config.cameras) - set(arm.spec.cameras))
+    sim = SimArm(scene=task, config=env_config.robot.sim, workspace=workspace)
+    stack.callback(sim.close)
+    unknown = sorted(set(config.cameras) - set(sim.spec.cameras))
     if unknown:
         raise ConfigError(f"cameras: the simulated arm has no camera {unknown[0]!r} "
-                          f"(it has {', '.join(arm.spec.cameras)})")
+                          f"(it has {', '.join(sim.spec.cameras)})")
+    arm: Any = sim
+    if twin is not None:
+        from robot_rl.hardware.twin import TwinArm
+
+        arm = TwinArm(sim, twin, time_scale=config.time_scale if config.real_time else None)
     transport = make_transport(config.transport)
     stack.callback(transport.close)
+    # The cameras render the sim's state: the twin's gap is in its measurements, not its scene.
     return ArmBridge(arm, transport, config, tool_position=arm.tool_position,
-                     frames=SimFrames(arm) if config.cameras else None)
+                     frames=SimFrames(sim) if config.cameras else None)
 
 
 class SimFrames:
@@ -133,10 +151,17 @@ class SimFrames:
         self._renderers.clear()
 
 
-def open_bridge(robot: str, task: str, config: BridgeConfig, stack: ExitStack) -> ArmBridge:
-    """The bridge for ``robot`` (``sim`` or a hardware YAML); resources are released by ``stack``."""
+def open_bridge(robot: str, task: str, config: BridgeConfig, stack: ExitStack,
+                twin: TwinProfile | None = None) -> ArmBridge:
+    """The bridge for ``robot`` (``sim``, with the reality gap of ``twin`` if given, or a hardware
+    YAML); resources are released by ``stack``."""
+    if robot != "sim" and twin is not None:
+        raise ConfigError(f"twin profile {twin.name!r}: a twin stands in for a real arm in simulation; it needs "
+                          f"robot 'sim', not {robot}")
+    if robot != "sim" and config.time_scale != 1.0:
+        raise ConfigError(f"bridge.time_scale: a real arm runs in real time (1.0), got {config.time_scale}")
     if robot == "sim":
-        bridge = _sim_bridge(task, config, stack)
+        bridge = _sim_bridge(task, config, stack, twin)
     else:
         from robot_rl.hardware.ros2_control_arm import open_hardware_bridge
 
@@ -146,8 +171,9 @@ def open_bridge(robot: str, task: str, config: BridgeConfig, stack: ExitStack) -
 
 
 def serve(robot: str, task: str, config: BridgeConfig, duration: float | None = None,
-          on_ready: Callable[[ArmBridge], None] | None = None) -> BridgeStats:
-    """Run a bridge until SIGINT/SIGTERM (or ``duration`` seconds); returns its loop statistics.
+          on_ready: Callable[[ArmBridge], None] | None = None, twin: TwinProfile | None = None) -> BridgeStats:
+    """Run a bridge until SIGINT/SIGTERM (or ``duration`` wall seconds); returns its loop statistics.
+    ``twin``: serve the simulated arm with that reality gap (:mod:`robot_rl.hardware.twin`).
 
     The bridge also serves its local e-stop channel (a Unix socket, see
     :mod:`robot_rl.hardware.estop`): ``robot-rl bridge estop --release`` on this host reaches it."""
@@ -155,7 +181,7 @@ def serve(robot: str, task: str, config: BridgeConfig, duration: float | None = 
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         with ExitStack() as stack:
-            bridge = open_bridge(robot, task, config, stack)
+            bridge = open_bridge(robot, task, config, stack, twin)
             channel = LocalEstopServer(control_socket_path(config.transport, config.estop.control_socket),
                                        bridge.local_estop)
             stack.callback(channel.close)

@@ -145,7 +145,9 @@ class Ros2Arm:
                         self._raise_if_stopped(f"reset {request_id} interrupted")
                     done = self._reset_done.pop(request_id)
             if done is None and time.monotonic() > deadline:
-                raise TimeoutError(f"the bridge did not finish reset {request_id} within {self.config.reset_timeout} s")
+                # a RobotError like a stale state: a training run retries the reset with backoff
+                raise StaleStateError(f"the bridge did not finish reset {request_id} within "
+                                      f"{self.config.reset_timeout} s")
         self._raise_if_stopped(f"reset {request_id} interrupted")  # engaged while the arm was placed
         if "error" in done:
             raise ValueError(f"the bridge refused the reset: {done['error']}")

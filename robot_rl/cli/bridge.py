@@ -1,4 +1,5 @@
-"""``robot-rl bridge``: serve the simulated arm or a real ros2_control arm on ROS 2 topics."""
+"""``robot-rl bridge``: serve the simulated arm, its reality-gap twin or a real ros2_control arm on
+ROS 2 topics."""
 
 from __future__ import annotations
 
@@ -20,8 +21,16 @@ def bridge(args: argparse.Namespace) -> int:
     if robot != "sim" and not Path(robot).is_file():
         raise CommandError(f"--robot must be 'sim' or a hardware config YAML (e.g. hardware/configs/franka.yaml); "
                            f"{robot!r} is neither")
+    twin = None
+    if args.twin is not None:
+        if robot != "sim":
+            raise CommandError(f"--twin stands in for a real arm in simulation; it cannot be used with --robot {robot}")
+        from robot_rl.hardware.twin import load_twin_profile
+
+        twin = load_twin_profile(args.twin)
     shortcuts: dict[str, Any] = {}
-    for key, value in (("state_hz", args.state_hz), ("publish_clock", args.clock or None),
+    for key, value in (("state_hz", args.state_hz), ("time_scale", args.time_scale),
+                       ("publish_clock", args.clock or None),
                        ("cameras", args.cameras), ("compressed_images", args.compressed or None),
                        ("events_log", args.events_log and str(args.events_log)),
                        ("realtime_scheduling", args.realtime or None), ("loop_cpu", args.loop_cpu)):
@@ -32,16 +41,18 @@ def bridge(args: argparse.Namespace) -> int:
                  if value is not None}
     if transport:
         shortcuts["transport"] = transport
-    config = load_bridge_config(args.config, deep_merge(shortcuts, parse_overrides(args.overrides)), robot)
+    config = load_bridge_config(args.config, deep_merge(shortcuts, parse_overrides(args.overrides)), robot, twin)
 
     def ready(node: Any) -> None:
         print(json.dumps({"bridge": "ready", "robot": robot, "task": args.task, "joints": list(node.robot.spec.joint_names),
                           "state_hz": node.config.state_hz, "backend": type(node.transport).__name__,
                           "namespace": config.transport.namespace or "/", "domain_id": config.transport.domain_id,
-                          "network": config.transport.network, "realtime_scheduling": config.realtime_scheduling}),
+                          "network": config.transport.network, "realtime_scheduling": config.realtime_scheduling,
+                          "twin": twin.name if twin is not None else None, "time_scale": config.time_scale,
+                          "publish_clock": config.publish_clock}),
               file=sys.stderr, flush=True)
 
-    stats = serve(robot, task_name(args.task), config, args.duration, on_ready=ready)
+    stats = serve(robot, task_name(args.task), config, args.duration, on_ready=ready, twin=twin)
     tick_ms, lateness_ms = stats.tick_ms(), stats.lateness_ms()
     print(json.dumps({"bridge": "stopped", "ticks": stats.ticks, "overruns": stats.overruns,
                       "ticks_skipped": stats.ticks_skipped, "deadline_misses": stats.deadline_misses,
@@ -61,8 +72,9 @@ def bridge(args: argparse.Namespace) -> int:
 def add_bridge_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "bridge", help="serve an arm (simulated or real) on ROS 2 topics",
-        description="Run the arm bridge node: the MuJoCo arm (--robot sim) or a real ros2_control arm "
-                    "(--robot hardware/configs/<arm>.yaml) behind standard ROS 2 topics (joint_states, "
+        description="Run the arm bridge node: the MuJoCo arm (--robot sim; with --twin PROFILE, a reality-gap twin "
+                    "whose physics, latency, noise and timing differ from the training sim's) or a real "
+                    "ros2_control arm (--robot hardware/configs/<arm>.yaml) behind standard ROS 2 topics (joint_states, "
                     "forward_position_controller/commands, joint_trajectory_controller/joint_trajectory, "
                     "robot_rl/tool_target, robot_rl/estop, ...; see robot_rl.hardware.topics), with the safety "
                     "supervisor between every command and the arm. Uses rclpy where ROS 2 is sourced, otherwise "
@@ -73,7 +85,14 @@ def add_bridge_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--robot", default="sim", help="'sim' or a hardware config YAML")
     parser.add_argument("--task", default="reach", help="scene of the simulated arm: reach | push | pick | peg")
     parser.add_argument("--config", type=Path, help="bridge config YAML (BridgeConfig: rates, safety, transport)")
+    parser.add_argument("--twin", metavar="PROFILE",
+                        help="serve the simulated arm as a reality-gap twin: a profile shipped in hardware/twins "
+                             "(default: roughly a Franka/UR class arm on a real network; identical: no gap) or a "
+                             "profile YAML; its bridge section (state_hz, time_scale, ...) is layered under these flags")
     parser.add_argument("--state-hz", type=positive_float, help="ticks per second (state published, command applied)")
+    parser.add_argument("--time-scale", type=positive_float, metavar="X",
+                        help="sim seconds per wall second (simulation; > 1: faster than real time, and /clock is "
+                             "published unless --set publish_clock=false)")
     parser.add_argument("--clock", action="store_true", help="publish sim time on /clock")
     parser.add_argument("--cameras", nargs="+", metavar="CAMERA", help="simulated cameras to publish (scene, wrist)")
     parser.add_argument("--compressed", action="store_true", help="also publish JPEG CompressedImage")
