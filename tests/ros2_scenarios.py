@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -46,43 +45,15 @@ from robot_rl.robot import (  # noqa: E402
     StaleStateError,
 )
 from robot_rl.envs.experts import make_expert  # noqa: E402
+from bridge_process import BridgeProcess as SharedBridgeProcess  # noqa: E402  (tests/ is the script's directory)
 
 BACKEND = os.environ.get("ROBOT_RL_TEST_BACKEND", "dds")  # rclpy on a ROS 2 machine
 TRANSPORT = {"backend": BACKEND, "network": "loopback", "domain_id": DOMAIN}
 
 
-class BridgeProcess:
-    """``robot-rl bridge`` in a child process; stderr drained on a thread (and kept)."""
-
-    started: list[BridgeProcess] = []
-
-    def __init__(self, *args: str) -> None:
-        BridgeProcess.started.append(self)
-        command = [sys.executable, "-m", "robot_rl.cli", "bridge", "--backend", BACKEND, "--network", "loopback",
-                   "--domain-id", str(DOMAIN), *args]
-        self.process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
-        self.lines: list[str] = []
-        ready = threading.Event()
-
-        def drain() -> None:
-            for line in self.process.stderr:
-                self.lines.append(line)
-                if '"ready"' in line:
-                    ready.set()
-
-        threading.Thread(target=drain, daemon=True).start()
-        if not ready.wait(60):
-            self.process.kill()
-            raise RuntimeError("bridge did not start:\n" + "".join(self.lines))
-
-    def stop(self) -> dict:
-        self.process.send_signal(signal.SIGINT)
-        code = self.process.wait(timeout=30)
-        time.sleep(0.1)
-        assert code == 0, f"bridge exited with {code}:\n{''.join(self.lines[-30:])}"
-        stopped = [json.loads(line) for line in self.lines if '"stopped"' in line]
-        assert stopped, "no final statistics from the bridge"
-        return stopped[-1]
+def BridgeProcess(*args: str) -> SharedBridgeProcess:
+    """A bridge on this file's domain and backend."""
+    return SharedBridgeProcess(*args, domain=DOMAIN, backend=BACKEND)
 
 
 def arm_config(namespace: str = "") -> Ros2ArmConfig:

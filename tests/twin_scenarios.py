@@ -23,7 +23,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 os.environ.setdefault("MUJOCO_GL", "egl")
@@ -42,6 +41,7 @@ import numpy as np  # noqa: E402
 import robot_rl  # noqa: E402,F401  (registers the RobotRL/* ids)
 from robot_rl.hardware import topics  # noqa: E402
 from robot_rl.hardware.transport import make_transport  # noqa: E402
+from bridge_process import BridgeProcess  # noqa: E402  (tests/ is the script's directory)
 
 DOMAIN = 29  # not another scenario's (17, 19, 21, 23, 27, 117, 121): no crosstalk even outside a namespace
 BACKEND = os.environ.get("ROBOT_RL_TEST_BACKEND", "dds")  # rclpy on a ROS 2 machine
@@ -49,35 +49,9 @@ TRANSPORT = {"backend": BACKEND, "network": "loopback", "domain_id": DOMAIN}
 TIME_SCALE = 4.0
 
 
-class TwinBridge:
-    """``robot-rl bridge --twin ...`` in a child process; stderr drained on a thread (and kept)."""
-
-    def __init__(self, *args: str) -> None:
-        command = [sys.executable, "-m", "robot_rl.cli", "bridge", "--backend", BACKEND, "--network", "loopback",
-                   "--domain-id", str(DOMAIN), *args]
-        self.process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
-        self.lines: list[str] = []
-        ready = threading.Event()
-
-        def drain() -> None:
-            for line in self.process.stderr:
-                self.lines.append(line)
-                if '"ready"' in line:
-                    ready.set()
-
-        threading.Thread(target=drain, daemon=True).start()
-        if not ready.wait(60):
-            self.process.kill()
-            raise RuntimeError("twin bridge did not start:\n" + "".join(self.lines))
-        self.ready = next(json.loads(line) for line in self.lines if '"ready"' in line)
-
-    def stop(self) -> dict:
-        """Stop the bridge; its final statistics."""
-        self.process.send_signal(signal.SIGINT)
-        code = self.process.wait(timeout=30)
-        time.sleep(0.1)  # the drain thread reads the last lines
-        assert code == 0, f"bridge exited with {code}:\n{''.join(self.lines[-30:])}"
-        return next(json.loads(line) for line in reversed(self.lines) if '"stopped"' in line)
+def TwinBridge(*args: str) -> BridgeProcess:
+    """A bridge on this file's domain and backend."""
+    return BridgeProcess(*args, domain=DOMAIN, backend=BACKEND)
 
 
 def fast_twin() -> dict:
