@@ -208,11 +208,14 @@ class SafetySupervisor:
         config: workspace box, rate limits and watchdog deadlines.
         tool_position: forward kinematics of the tool centre point; with it, joint targets whose
             tool position leaves the workspace box are refused (held at the last safe target).
+        log_events: also log every event as a warning (the bridge); off where the limits are
+            part of a simulation rather than incidents (robot_rl.sim.supervised).
     """
 
     def __init__(self, spec: RobotSpec, config: SafetyConfig = SafetyConfig(),
-                 tool_position: ToolPosition | None = None) -> None:
+                 tool_position: ToolPosition | None = None, log_events: bool = True) -> None:
         self.spec = spec
+        self.log_events = log_events
         self.config = config
         self.tool_position = tool_position
         self._low = np.asarray(config.workspace_low, dtype=float)
@@ -400,7 +403,8 @@ class SafetySupervisor:
 
     def _emit(self, now: float, kind: str, detail: str) -> None:
         event = SafetyEvent(float(now), kind, detail)
-        log.warning("safety: %s at t=%.3f s: %s", kind, now, detail)
+        if self.log_events:
+            log.warning("safety: %s at t=%.3f s: %s", kind, now, detail)
         self._events.append(event)
 
 

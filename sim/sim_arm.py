@@ -8,7 +8,7 @@ import os
 import threading
 from importlib import resources
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 import mujoco
 import numpy as np
@@ -65,12 +65,18 @@ class RenderingUnavailableError(RuntimeError):
         )
 
 
-def make_sim_arm(config: EnvConfig) -> SimArm:
+def make_sim_arm(config: EnvConfig) -> Any:
     """Robot kind ``sim`` (entry point ``robot_rl.robots: sim``): the task's scene, the env's
-    cameras, the workspace box as the tool's wall."""
+    cameras, the workspace box as the tool's wall; behind the bridge's safety supervisor with
+    ``robot.sim.supervised`` (:mod:`robot_rl.sim.supervised`)."""
     workspace = (np.array(config.control.workspace_low), np.array(config.control.workspace_high))
-    return SimArm(scene=config.task.name, config=config.robot.sim, cameras=requested_cameras(config),
-                  workspace=workspace)
+    arm = SimArm(scene=config.task.name, config=config.robot.sim, cameras=requested_cameras(config),
+                 workspace=workspace)
+    if not config.robot.sim.supervised:
+        return arm
+    from robot_rl.sim.supervised import supervised
+
+    return supervised(arm, workspace, config.robot.sim.supervisor_hz)
 
 
 def scene_path(scene: str) -> Path:

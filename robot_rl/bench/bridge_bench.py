@@ -65,22 +65,37 @@ class _Learner:
         self._thread.join()
 
 
-def _start_bridge(domain_id: int, env: dict[str, str]) -> subprocess.Popen:
+def _start_bridge(domain_id: int, env: dict[str, str], twin: str | None = None) -> tuple[subprocess.Popen, list[str]]:
+    """The bridge process and the list its stderr lines are drained into (on a thread: a pipe
+    nobody reads fills up and blocks the bridge)."""
     command = [sys.executable, "-m", "robot_rl.cli", "bridge", "--robot", "sim", "--task", "reach",
-               "--backend", "dds", "--network", "loopback", "--domain-id", str(domain_id)]
+               "--backend", "dds", "--network", "loopback", "--domain-id", str(domain_id),
+               *(["--twin", twin] if twin else [])]
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
-    line = process.stderr.readline()
-    if '"ready"' not in line:
+    lines: list[str] = []
+    ready = threading.Event()
+
+    def drain() -> None:
+        for line in process.stderr:
+            lines.append(line)
+            if '"ready"' in line:
+                ready.set()
+        ready.set()
+
+    threading.Thread(target=drain, daemon=True).start()
+    ready.wait(120)
+    if not any('"ready"' in line for line in lines):
         process.kill()
-        raise RuntimeError(f"the bridge did not start: {line}{process.stderr.read()}")
-    return process
+        raise RuntimeError("the bridge did not start: " + "".join(lines[-20:]))
+    return process, lines
 
 
-def _stop_bridge(process: subprocess.Popen) -> dict[str, Any]:
+def _stop_bridge(process: subprocess.Popen, lines: list[str]) -> dict[str, Any]:
     process.send_signal(2)  # SIGINT: clean shutdown, final statistics on stderr
-    _, err = process.communicate(timeout=30)
-    lines = [line for line in err.splitlines() if '"stopped"' in line]
-    return json.loads(lines[-1]) if lines else {}
+    process.wait(timeout=30)
+    time.sleep(0.1)  # the drain thread reads the last lines
+    stopped = [line for line in lines if '"stopped"' in line]
+    return json.loads(stopped[-1]) if stopped else {}
 
 
 def _drive(env: Any, seconds: float, seed: int) -> list[float]:
@@ -100,11 +115,12 @@ def _drive(env: Any, seconds: float, seed: int) -> list[float]:
     return overheads
 
 
-def measure_over_ros2(rate_hz: float, seconds: float, learner: bool, domain_id: int) -> dict[str, Any]:
+def measure_over_ros2(rate_hz: float, seconds: float, learner: bool, domain_id: int,
+                      twin: str | None = None) -> dict[str, Any]:
     import gymnasium as gym
 
     env_vars = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    bridge = _start_bridge(domain_id, env_vars)
+    bridge, lines = _start_bridge(domain_id, env_vars, twin)
     try:
         env = gym.make("RobotRL/ArmReach-v0", robot="ros2", overrides={
             "control": {"control_hz": rate_hz},
@@ -121,10 +137,10 @@ def measure_over_ros2(rate_hz: float, seconds: float, learner: bool, domain_id: 
         finally:
             env.close()
     finally:
-        stats = _stop_bridge(bridge)
+        stats = _stop_bridge(bridge, lines)
     commands_received = int(stats.get("commands_received", -1))
     return {
-        "rate_hz": rate_hz, "learner_running": learner, "learner_updates_per_s": round(updates / seconds, 1),
+        "rate_hz": rate_hz, "twin": twin, "learner_running": learner, "learner_updates_per_s": round(updates / seconds, 1),
         "overhead_ms": _percentiles(overheads),
         "states_received": counts["states_received"], "states_lost": counts["states_lost"],
         "commands_sent": counts["commands_sent"], "commands_lost": counts["commands_sent"] - commands_received,
@@ -144,13 +160,13 @@ def measure_in_process(rate_hz: float, seconds: float) -> dict[str, Any]:
 
 
 def run_bridge_benchmark(rates: tuple[float, ...] = (10.0, 100.0), seconds: float = 20.0, learner: bool = True,
-                         domain_id: int = DOMAIN_ID) -> dict[str, Any]:
+                         domain_id: int = DOMAIN_ID, twin: str | None = None) -> dict[str, Any]:
     from robot_rl.hardware.transport import use_loopback_network
 
     use_loopback_network(domain_id)  # before any participant exists, here and in the bridge child
     results: dict[str, Any] = {"machine": machine_info(), "seconds_per_case": seconds, "cases": []}
     for rate in rates:
-        results["cases"].append({"over_ros2": measure_over_ros2(rate, seconds, learner, domain_id),
+        results["cases"].append({"over_ros2": measure_over_ros2(rate, seconds, learner, domain_id, twin),
                                  "in_process": measure_in_process(rate, min(seconds, 5.0))})
     fast = [case["over_ros2"] for case in results["cases"] if case["over_ros2"]["rate_hz"] >= 100]
     if fast:

@@ -107,7 +107,7 @@ def bench_bridge(args: argparse.Namespace) -> int:
     from robot_rl.bench.bridge_bench import run_bridge_benchmark
 
     result = run_bridge_benchmark(rates=tuple(args.rates), seconds=args.seconds, learner=not args.no_learner,
-                                  domain_id=args.domain_id)
+                                  domain_id=args.domain_id, twin=args.twin)
     _emit(result, args.json)
     return 0
 
@@ -358,5 +358,8 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> None:
     bridge.add_argument("--seconds", type=positive_float, default=20.0, help="timed seconds per rate")
     bridge.add_argument("--no-learner", action="store_true", help="do not train a learner concurrently")
     bridge.add_argument("--domain-id", type=non_negative_int, default=42, help="DDS domain of the run")
+    bridge.add_argument("--twin", metavar="PROFILE",
+                        help="serve the reality-gap twin (robot-rl bridge --twin PROFILE, real time) instead of the "
+                             "plain sim arm: the loop's overhead with the twin's latency, jitter and noise")
     bridge.add_argument("--json", type=Path, metavar="PATH", help="also write the JSON to PATH")
     bridge.set_defaults(handler=bench_bridge)

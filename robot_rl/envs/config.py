@@ -92,6 +92,11 @@ class SimConfig(CheckedConfig):
     timestep: float = bounded(0.002, gt=0)  # s; the inner controller runs at every physics step (500 Hz)
     wall_hz: float = bounded(100.0, gt=0)  # workspace-wall checks per second under joint commands
     settle_time: float = bounded(0.3, ge=0)  # s of physics after a reset, so objects come to rest
+    # Commands through the arm bridge's safety supervisor with its default limits (tool, joint and
+    # gripper rate limits), ticking at supervisor_hz, as a policy deployed over `robot-rl bridge`
+    # meets them (robot_rl/sim/supervised.py). Train with it for anything that goes to a bridge.
+    supervised: bool = False
+    supervisor_hz: float = bounded(100.0, gt=0)
 
 
 #: Highest ROS domain id: the UDP ports of higher ids overflow (ROS 2 docs, "The ROS_DOMAIN_ID").
