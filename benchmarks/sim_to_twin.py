@@ -10,8 +10,9 @@ process over ROS 2 on loopback (inside a private network namespace where ``unsha
    simulation replay mixed into every minibatch, no warm-up), ``neither`` (no warm-up, no
    simulation data), and ``nominal-warmup`` (``warmup`` from the policy pretrained without
    randomisation);
-3. **from scratch** on the twin: ``robot-rl train`` of the same learner with the same
-   demonstrations (recorded in simulation), for ``--scratch-steps`` twin steps.
+3. **from scratch** on the twin: ``robot-rl train`` of the same learner (AWAC, UTD 2) with the
+   same demonstrations (recorded in simulation), for ``--scratch-steps`` twin steps; not reaching
+   90 % within them makes ``scratch_steps / finetune_steps`` a lower bound.
 
 Twin steps to 90 % are the first evaluation at or above 0.9 (0 when the zero-shot evaluation
 already is). The twin runs ``--time-scale`` times faster than real time (its clock goes out on
@@ -177,7 +178,7 @@ def run_seed(args: argparse.Namespace, seed: int) -> dict[str, Any]:
             run_dir = work / "scratch"
             resume = (run_dir / "config.yaml").exists()
             settings = ["--set", *domain_settings(domain), "env.robot.kind=ros2", "env.task.reward_type=sparse",
-                        "agent.layer_norm=true", "agent.utd_ratio=2", f"train.total_steps={args.scratch_steps}",
+                        "agent.utd_ratio=2", f"train.total_steps={args.scratch_steps}",
                         f"train.eval_every={args.eval_every}", f"train.eval_episodes={args.finetune_eval_episodes}",
                         f"train.seeds=[{seed}]", "train.torch_threads=1"]
             start = time.perf_counter()

@@ -11,6 +11,9 @@
 * :mod:`.ros2_control_arm`: a real ros2_control arm as a ``Robot``, reached through its own topics,
   described by :mod:`.arm_config` files (``configs/*.yaml``) with :mod:`.kinematics`;
 * :mod:`.node`: assembling and running a bridge (``robot-rl bridge``, ``launch/``);
+* :mod:`.twin`: the reality-gap twin, the MuJoCo arm with physics, latency, noise, gripper and
+  timing that differ from the training sim (``robot-rl bridge --twin PROFILE``, profiles in
+  ``twins/*.yaml``), the stand-in for a physical arm;
 * :mod:`.estop`: who may engage and who may release the e-stop (the local release channel);
   :mod:`.launch_env`: the DDS exposure (network, interface, domain, SROS2) of launched processes.
 
