@@ -223,3 +223,16 @@ def test_env_interface_of_a_gymnasium_env_names_it():
     env = gym.make("Pendulum-v1")
     assert env_interface(env)["gym_id"] == "Pendulum-v1"
     env.close()
+
+
+def test_offline_phase_from_a_previous_runs_store_before_going_online(trained_run, tmp_path):
+    """Part of the sim → real toolbox: start from stored episodes (here the trained run's own
+    replay store, policy episodes rather than demonstrations) with offline updates, then go online."""
+    store = trained_run / "seed_0" / "replay.zarr"
+    config = load_train_config(overrides={**SMALL, "demos": {"paths": [str(store)], "offline_steps": 30},
+                                          "train": {**SMALL["train"], "total_steps": 50, "eval_every": 50}},
+                               agent_preset="awac")
+    train(config, tmp_path / "offline")
+    checkpoint = load_checkpoint(tmp_path / "offline" / "seed_0" / "checkpoints" / "last.pt")
+    assert checkpoint["counters"]["offline_updates"] == 30
+    assert checkpoint["agent"]["updates"] > 30  # and online updates after it
