@@ -8,8 +8,9 @@ process over ROS 2 on loopback (inside a private network namespace where ``unsha
 2. **fine-tuning**, ``robot-rl finetune --from`` for ``--steps`` twin steps, in variants:
    ``warmup`` (WSRL: a warm-up of the loaded policy, no simulation data), ``replay`` (the
    simulation replay mixed into every minibatch, no warm-up), ``neither`` (no warm-up, no
-   simulation data), and ``nominal-warmup`` (``warmup`` from the policy pretrained without
-   randomisation);
+   simulation data), ``warmup-demos`` (``warmup`` plus the simulation demonstrations mixed in at
+   ``demos.ratio``) and ``nominal-warmup`` (``warmup`` from the policy pretrained without
+   randomisation, when both are given);
 3. **from scratch** on the twin: ``robot-rl train`` of the same learner (AWAC, UTD 2) with the
    same demonstrations (recorded in simulation), for ``--scratch-steps`` twin steps; not reaching
    90 % within them makes ``scratch_steps / finetune_steps`` a lower bound.
@@ -47,6 +48,7 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "warmup": ("main", []),
     "replay": ("main", ["--sim-replay", "--set", "train.warmup_steps=0"]),
     "neither": ("main", ["--set", "train.warmup_steps=0"]),
+    "warmup-demos": ("main", ["--demos", "{demos}"]),  # the simulation demos mixed in at demos.ratio
     "nominal-warmup": ("nominal", []),
 }
 LEVEL = 0.9
@@ -74,9 +76,9 @@ def robot_rl(*args: str, timeout: float) -> subprocess.CompletedProcess:
 
 
 @contextlib.contextmanager
-def twin(args: argparse.Namespace, domain: int, events: Path) -> Iterator[dict[str, Any]]:
+def twin(args: argparse.Namespace, domain: int, events: Path, profile: str | None = None) -> Iterator[dict[str, Any]]:
     """A twin bridge process for the block; yields its 'ready' line, then its 'stopped' statistics."""
-    command = [sys.executable, "-m", "robot_rl.cli", "bridge", "--twin", args.profile, "--task", "lift",
+    command = [sys.executable, "-m", "robot_rl.cli", "bridge", "--twin", profile or args.profile, "--task", "lift",
                "--time-scale", str(args.time_scale), "--state-hz", str(args.state_hz), "--domain-id", str(domain),
                "--events-log", str(events)]
     # Its stderr goes to a file: a pipe nobody reads fills up and blocks the bridge mid-run.
@@ -112,6 +114,14 @@ def cached(path: Path, compute) -> dict[str, Any]:
     return result
 
 
+def zero_shot_eval(checkpoint: Path, domain: int, episodes: int) -> dict[str, Any]:
+    done = robot_rl("eval", "--checkpoint", str(checkpoint), "--robot", "ros2", "--episodes", str(episodes),
+                    "--set", f"env.robot.ros2.transport.domain_id={domain}", timeout=3600)
+    if done.returncode:
+        raise RuntimeError(f"zero-shot eval of {checkpoint} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def eval_curve(run_dir: Path, seed: int) -> list[tuple[int, float]]:
     with open(run_dir / f"seed_{seed}" / "logs" / "eval.csv", newline="") as f:
         return [(int(row["env_step"]), float(row["success_rate"])) for row in csv.DictReader(f)]
@@ -138,16 +148,18 @@ def run_seed(args: argparse.Namespace, seed: int) -> dict[str, Any]:
     checkpoints = {name: Path(str(template).format(seed=seed)) / f"seed_{seed}" / "checkpoints" / "last.pt"
                    for name, template in (("randomized", args.randomized), ("nominal", args.nominal)) if template}
     result: dict[str, Any] = {"zero_shot": {}, "finetune": {}}
+    if args.check_profile:  # the pipeline itself: a twin without a gap should score what the sim scores
+        with twin(args, domain, work / "check_events.jsonl", profile=args.check_profile):
+            main = checkpoints[main_source(args)]
+            result["zero_shot_check"] = cached(work / f"zero_shot_{args.check_profile}.json",
+                                               lambda: zero_shot_eval(main, domain, args.eval_episodes))
+            log(f"seed {seed}: zero-shot on the {args.check_profile!r} twin: "
+                f"{result['zero_shot_check']['success_rate']}")
     with twin(args, domain, work / "twin_events.jsonl") as bridge:
         for name, checkpoint in checkpoints.items():
-            def zero_shot(checkpoint=checkpoint) -> dict[str, Any]:
-                done = robot_rl("eval", "--checkpoint", str(checkpoint), "--robot", "ros2", "--episodes",
-                                str(args.eval_episodes), "--set", f"env.robot.ros2.transport.domain_id={domain}",
-                                timeout=3600)
-                if done.returncode:
-                    raise RuntimeError(f"zero-shot eval of {checkpoint} failed:\n{done.stderr[-3000:]}")
-                return json.loads(done.stdout.strip().splitlines()[-1])
-            result["zero_shot"][name] = cached(work / f"zero_shot_{name}.json", zero_shot)
+            result["zero_shot"][name] = cached(work / f"zero_shot_{name}.json",
+                                               lambda checkpoint=checkpoint: zero_shot_eval(checkpoint, domain,
+                                                                                            args.eval_episodes))
             log(f"seed {seed}: zero-shot {name}: {result['zero_shot'][name]['success_rate']}")
         for variant in args.variants:
             source, extra = VARIANTS[variant]
@@ -162,6 +174,7 @@ def run_seed(args: argparse.Namespace, seed: int) -> dict[str, Any]:
                 if resume:
                     done = robot_rl("finetune", "--resume", "--run-dir", str(run_dir), *common, timeout=7200)
                 else:
+                    extra = [word.format(demos=args.demos) for word in extra]
                     done = robot_rl("finetune", "--from", str(checkpoints[source]), "--steps", str(args.steps),
                                     "--run-dir", str(run_dir), *extra, *common, timeout=7200)
                 if done.returncode:
@@ -206,6 +219,7 @@ def summarize(results: dict[int, dict[str, Any]], args: argparse.Namespace) -> d
         return statistics.median(values) if values else None
 
     summary: dict[str, Any] = {
+        "zero_shot_check_median": median([r.get("zero_shot_check", {}).get("success_rate") for r in results.values()]),
         "zero_shot_median": {name: median([r["zero_shot"][name]["success_rate"] for r in results.values()])
                              for name in ("randomized", "nominal") if getattr(args, name)},
         "finetune": {},
@@ -244,7 +258,8 @@ def plot(results: dict[int, dict[str, Any]], args: argparse.Namespace, path: Pat
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 5))
-    colours = {"warmup": "C0", "replay": "C1", "neither": "C2", "nominal-warmup": "C3", "scratch": "k"}
+    colours = {"warmup": "C0", "replay": "C1", "neither": "C2", "nominal-warmup": "C3", "warmup-demos": "C4",
+               "scratch": "k"}
     for seed, r in results.items():
         for variant, run in [*r["finetune"].items(), *([("scratch", r["scratch"])] if "scratch" in r else [])]:
             source = VARIANTS.get(variant, ("none",))[0]
@@ -270,6 +285,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nominal", required=True, help="run dir template of the pretraining without randomisation")
     parser.add_argument("--demos", type=Path, required=True, help="the sim demonstrations (for the scratch runs)")
     parser.add_argument("--profile", default="default")
+    parser.add_argument("--check-profile", default="identical",
+                        help="a twin profile without a gap for a zero-shot check of the pipeline ('' to skip)")
     parser.add_argument("--time-scale", type=float, default=2.0)
     parser.add_argument("--state-hz", type=float, default=100.0)
     parser.add_argument("--steps", type=int, default=5000, help="fine-tuning twin steps")
@@ -287,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["XDG_RUNTIME_DIR"] = runtime  # the bridge's local e-stop socket, private to this run
         results = {}
         for seed in args.seeds:
-            results[seed] = cached(args.work / f"seed{seed}" / "result.json", lambda seed=seed: run_seed(args, seed))
+            results[seed] = run_seed(args, seed)  # every part is cached on its own
     args.out.mkdir(parents=True, exist_ok=True)
     report = {"command": "python benchmarks/sim_to_twin.py " + " ".join(sys.argv[1:]),
               "note": f"the twin ran {args.time_scale}x faster than real time (sim time on /clock), states at "

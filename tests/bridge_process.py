@@ -41,6 +41,7 @@ class BridgeProcess:
 
     def stop(self) -> dict:
         """Stop the bridge (SIGINT); its final statistics."""
+        assert self.process.poll() is None, "the bridge died during the scenario:\n" + "".join(self.lines[-40:])
         self.process.send_signal(signal.SIGINT)
         code = self.process.wait(timeout=30)
         time.sleep(0.1)  # the drain thread reads the last lines

@@ -546,42 +546,11 @@ def _wait(condition, timeout: float, what: str) -> None:
         time.sleep(0.002)
 
 
-class _BridgeProcess:
-    """``robot-rl bridge`` in a child process on :data:`DOMAIN`; stderr drained on a thread."""
+def _BridgeProcess(*args: str):
+    """``robot-rl bridge`` in a child process on :data:`DOMAIN` (tests/bridge_process.py)."""
+    from bridge_process import BridgeProcess  # tests/ is on sys.path, under pytest and as a script
 
-    def __init__(self, *args: str) -> None:
-        import subprocess
-        import threading
-
-        command = [sys.executable, "-m", "robot_rl.cli", "bridge", "--backend", "dds", "--network", "loopback",
-                   "--domain-id", str(DOMAIN), *args]
-        self.process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
-        self.lines: list[str] = []
-        ready = threading.Event()
-
-        def drain() -> None:
-            for line in self.process.stderr:
-                self.lines.append(line)
-                if '"ready"' in line:
-                    ready.set()
-
-        threading.Thread(target=drain, daemon=True).start()
-        if not ready.wait(60):
-            self.process.kill()
-            raise RuntimeError("bridge did not start:\n" + "".join(self.lines))
-
-    def stop(self) -> dict:
-        import signal
-        import time
-
-        assert self.process.poll() is None, "the bridge died during the fuzz:\n" + "".join(self.lines[-40:])
-        self.process.send_signal(signal.SIGINT)
-        code = self.process.wait(timeout=30)
-        time.sleep(0.1)
-        assert code == 0, f"bridge exited with {code}:\n{''.join(self.lines[-40:])}"
-        stopped = [json.loads(line) for line in self.lines if '"stopped"' in line]
-        assert stopped, "no final statistics from the bridge"
-        return stopped[-1]
+    return BridgeProcess(*args, domain=DOMAIN, backend="dds")
 
 
 if __name__ == "__main__":
