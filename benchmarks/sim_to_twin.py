@@ -148,6 +148,9 @@ def run_seed(args: argparse.Namespace, seed: int) -> dict[str, Any]:
     checkpoints = {name: Path(str(template).format(seed=seed)) / f"seed_{seed}" / "checkpoints" / "last.pt"
                    for name, template in (("randomized", args.randomized), ("nominal", args.nominal)) if template}
     result: dict[str, Any] = {"zero_shot": {}, "finetune": {}}
+    # what each checkpoint scored in the simulator it was trained in (its own run's evaluations)
+    result["pretrained_sim_eval"] = {name: eval_curve(checkpoint.parent.parent.parent, seed)
+                                     for name, checkpoint in checkpoints.items()}
     if args.check_profile:  # the pipeline itself: a twin without a gap should score what the sim scores
         with twin(args, domain, work / "check_events.jsonl", profile=args.check_profile):
             main = checkpoints[main_source(args)]
