@@ -312,6 +312,8 @@ def test_finetuning_on_the_twin_survives_a_silent_twin_and_an_estop():
     # both faults reached the run as robot errors: the episode in flight was dropped, then it went on
     assert "StaleStateError" in findings["robot_errors"] and "SafetyStopError" in findings["robot_errors"], findings
     # nothing half-written or stored twice: the commit record and the episode table agree, every
-    # scene once; the steps of the dropped episodes were taken (counted) but never stored
-    assert findings["n_steps"] == findings["lengths_sum"] == findings["last_end"] >= 600
-    assert findings["seeds_unique"] and findings["checkpoint_env_steps"] > findings["n_steps"]
+    # scene once; the run took its 600 steps, and the steps of the two episodes in flight at the
+    # faults were taken (counted) but never stored (each is shorter than one 50-step episode)
+    assert findings["n_steps"] == findings["lengths_sum"] == findings["last_end"]
+    assert findings["seeds_unique"] and findings["checkpoint_env_steps"] >= 600
+    assert 0 < findings["checkpoint_env_steps"] - findings["n_steps"] < 2 * 50
