@@ -49,6 +49,7 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "replay": ("main", ["--sim-replay", "--set", "train.warmup_steps=0"]),
     "neither": ("main", ["--set", "train.warmup_steps=0"]),
     "warmup-demos": ("main", ["--demos", "{demos}"]),  # the simulation demos mixed in at demos.ratio
+    "warmup-demos-utd4": ("main", ["--demos", "{demos}", "--set", "agent.utd_ratio=4"]),  # and twice the updates
     "nominal-warmup": ("nominal", []),
 }
 LEVEL = 0.9
@@ -262,7 +263,7 @@ def plot(results: dict[int, dict[str, Any]], args: argparse.Namespace, path: Pat
 
     fig, ax = plt.subplots(figsize=(8, 5))
     colours = {"warmup": "C0", "replay": "C1", "neither": "C2", "nominal-warmup": "C3", "warmup-demos": "C4",
-               "scratch": "k"}
+               "warmup-demos-utd4": "C5", "scratch": "k"}
     for seed, r in results.items():
         for variant, run in [*r["finetune"].items(), *([("scratch", r["scratch"])] if "scratch" in r else [])]:
             source = VARIANTS.get(variant, ("none",))[0]
