@@ -47,8 +47,8 @@ import numpy as np
 from robot_rl.config import CheckedConfig, ConfigError, FieldError, bounded, from_dict, read_yaml
 from robot_rl.geometry import quat_from_axis_angle, quat_multiply
 from robot_rl.hardware.bridge import BridgeConfig
-from robot_rl.robot import Command, EndEffectorCommand, JointCommand, ResetRequest, RobotState
-from robot_rl.sim.sim_arm import DYNAMICS_DEFAULTS, DYNAMICS_OFFSETS, SimArm
+from robot_rl.robot import Command, JointCommand, ResetRequest, RobotState
+from robot_rl.sim.sim_arm import DYNAMICS_DEFAULTS, DYNAMICS_OFFSETS, SimArm, check_command
 
 #: Bridge settings a profile may not set: who can reach the arm and release its e-stop is the
 #: operator's decision (command line, bridge config), not the arm's.
@@ -219,18 +219,10 @@ class TwinArm:
         ``latency.command``, its gripper width ``gripper.delay`` later still; never before a
         command that arrived earlier (a network link and a driver keep the order). Malformed
         commands raise ``ValueError``/``TypeError`` now, as on the training sim."""
-        if isinstance(command, JointCommand):
-            positions = np.asarray(command.positions, dtype=float)
-            if positions.shape != (self.spec.n_joints,):
-                raise ValueError(f"joint command needs {self.spec.n_joints} positions, got shape {positions.shape}")
-            values = positions
-            command = JointCommand(positions - self._bias["joint_pos"], command.gripper_width)
-        elif isinstance(command, EndEffectorCommand):
-            values = np.concatenate([np.asarray(command.position, float), np.asarray(command.quat, float)])
-        else:
-            raise TypeError(f"unsupported command {type(command).__name__}")
-        if not np.all(np.isfinite(values)) or not np.isfinite(command.gripper_width):
-            raise ValueError(f"non-finite command rejected: {command}")
+        check_command(command, self.spec.n_joints)
+        if isinstance(command, JointCommand):  # the encoder offset also shifts where targets put the arm
+            command = JointCommand(np.asarray(command.positions, dtype=float) - self._bias["joint_pos"],
+                                   command.gripper_width)
         low, high = self.profile.latency.command
         now = self.sim.data.time
         self._arm_due = max(now + (self._latency_rng.uniform(low, high) if high > low else low), self._arm_due)

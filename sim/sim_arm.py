@@ -65,6 +65,20 @@ class RenderingUnavailableError(RuntimeError):
         )
 
 
+def check_command(command: Command, n_joints: int) -> None:
+    """Raise ``ValueError`` for a misshapen or non-finite command, ``TypeError`` for another kind."""
+    if isinstance(command, JointCommand):
+        values = np.asarray(command.positions, dtype=float)
+        if values.shape != (n_joints,):
+            raise ValueError(f"joint command needs {n_joints} positions, got shape {values.shape}")
+    elif isinstance(command, EndEffectorCommand):
+        values = np.concatenate([np.asarray(command.position, float), np.asarray(command.quat, float)])
+    else:
+        raise TypeError(f"unsupported command {type(command).__name__}")
+    if not np.all(np.isfinite(values)) or not np.isfinite(command.gripper_width):
+        raise ValueError(f"non-finite command rejected: {command}")
+
+
 def make_sim_arm(config: EnvConfig) -> Any:
     """Robot kind ``sim`` (entry point ``robot_rl.robots: sim``): the task's scene, the env's
     cameras, the workspace box as the tool's wall; behind the bridge's safety supervisor with
@@ -179,16 +193,7 @@ class SimArm:
         return self.read_state()
 
     def command(self, command: Command) -> None:
-        if isinstance(command, JointCommand):
-            positions = np.asarray(command.positions, dtype=float)
-            if positions.shape != (self.spec.n_joints,):
-                raise ValueError(f"joint command needs {self.spec.n_joints} positions, got shape {positions.shape}")
-        elif isinstance(command, EndEffectorCommand):
-            positions = np.concatenate([np.asarray(command.position, float), np.asarray(command.quat, float)])
-        else:
-            raise TypeError(f"unsupported command {type(command).__name__}")
-        if not np.all(np.isfinite(positions)) or not np.isfinite(command.gripper_width):
-            raise ValueError(f"non-finite command rejected: {command}")
+        check_command(command, self.spec.n_joints)
         self._command = command
 
     def advance(self, duration: float) -> RobotState:
