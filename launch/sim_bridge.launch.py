@@ -2,7 +2,8 @@
 
 Arguments: ``task`` (reach | push | pick | peg), ``namespace``, ``state_hz``, ``clock`` (publish
 sim time on /clock), ``cameras`` (space-separated, e.g. ``"scene wrist"``; empty for none),
-``backend`` (rclpy | dds), and the DDS exposure (see launch/README.md): ``network`` (loopback,
+``twin`` (a reality-gap twin profile, e.g. ``default``: hardware/twins/; empty for the plain sim),
+``time_scale`` (run the sim or twin this many times faster than real time; implies /clock), ``backend`` (rclpy | dds), and the DDS exposure (see launch/README.md): ``network`` (loopback,
 the default, or system), ``interface``, ``domain_id``, ``security`` / ``keystore`` / ``enclave``.
 """
 
@@ -21,6 +22,10 @@ def _bridge(context, *args, **kwargs):
            "--network", value("network"), "--domain-id", value("domain_id"), "--state-hz", value("state_hz")]
     if value("namespace"):
         cmd += ["--namespace", value("namespace")]
+    if value("twin"):
+        cmd += ["--twin", value("twin")]
+    if value("time_scale"):
+        cmd += ["--time-scale", value("time_scale")]
     if value("clock").lower() == "true":
         cmd.append("--clock")
     if value("cameras").split():
@@ -35,6 +40,10 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("state_hz", default_value="500.0", description="bridge ticks per second"),
         DeclareLaunchArgument("clock", default_value="false", description="publish sim time on /clock"),
         DeclareLaunchArgument("cameras", default_value="", description='e.g. "scene wrist"'),
+        DeclareLaunchArgument("twin", default_value="",
+                              description="reality-gap twin profile (default | identical | a YAML path); empty: plain sim"),
+        DeclareLaunchArgument("time_scale", default_value="",
+                              description="faster than real time by this factor (publishes /clock); empty: 1"),
         DeclareLaunchArgument("backend", default_value="rclpy", description="rclpy | dds"),
         DeclareLaunchArgument("network", default_value="loopback",
                               description="loopback: DDS only on 127.0.0.1 | system: other hosts too"),

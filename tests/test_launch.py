@@ -163,3 +163,15 @@ def test_topic_release_of_the_estop_only_with_security(fake_launch, tmp_path):
     (process,) = launched(Path(__file__).parents[1] / "launch" / "arm_bridge.launch.py", security="true",
                           keystore=str(tmp_path), estop_release_from_topic="true")
     assert process["cmd"][-2:] == ["--set", "estop.release_from_topic=true"]
+
+
+def test_sim_bridge_serves_a_twin_faster_than_real_time_when_asked(fake_launch):
+    from robot_rl.cli import build_parser
+
+    sim_bridge = next(path for path in LAUNCH_FILES if path.name == "sim_bridge.launch.py")
+    (plain,) = launched(sim_bridge)
+    args = build_parser().parse_args(plain["cmd"][1:])
+    assert (args.twin, args.time_scale) == (None, None)
+    (twin,) = launched(sim_bridge, twin="default", time_scale="4")
+    args = build_parser().parse_args(twin["cmd"][1:])
+    assert (args.twin, args.time_scale) == ("default", 4.0)
